@@ -1,0 +1,92 @@
+# doppel — build, images, the local cluster, the demo and the tests.
+# `make demo` and `make test` are the two commands a fresh machine needs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/doppel-dev/doppel/internal/buildinfo.Version=$(VERSION) \
+           -X github.com/doppel-dev/doppel/internal/buildinfo.Commit=$(COMMIT)
+BIN     := bin
+CACHE   := $(or $(DOPPEL_CACHE_DIR),$(HOME)/.cache/doppel)
+GO      ?= go
+GOBIN_TOOLS := $(CACHE)/tools
+STATICCHECK_VERSION := 2025.1.1
+
+CLUSTER_STATE := $(or $(DOPPEL_CLUSTER_STATE),/var/lib/doppel-cluster)
+CLUSTER_RUN   := $(or $(DOPPEL_CLUSTER_RUN),/run/doppel-cluster)
+ifeq ($(DOPPEL_USE_EXISTING_CLUSTER),1)
+  export KUBECONFIG ?= $(HOME)/.kube/config
+else
+  export KUBECONFIG := $(CLUSTER_STATE)/kubeconfig/admin.conf
+endif
+
+AGENT_IMAGE := doppel-agent:$(VERSION)
+# Images of the demo and the tests, built from static binaries.
+APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox
+# Debian packages the tests and the demo need besides the cluster's own.
+TEST_PACKAGES := postgresql-15 dash
+
+.PHONY: build doppel agent shim image images cluster cluster-down demo test test-unit \
+        test-e2e test-cluster-lifecycle lint schema deps clean
+
+build: doppel agent
+
+doppel:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/doppel ./helper
+
+agent:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/doppel-agent ./agent
+
+# image: the agent image, as a tarball anyone can `docker load`, and imported
+# into the local cluster when it runs.
+image: agent
+	$(GO) run ./hack/image -tag $(AGENT_IMAGE) -out $(BIN)/doppel-agent-$(VERSION).tar \
+	  -add $(BIN)/doppel-agent:/doppel-agent -entrypoint /doppel-agent \
+	  $(if $(wildcard $(CLUSTER_RUN)/containerd.sock),-import $(CLUSTER_RUN)/containerd.sock)
+
+# images: the demo and test application images, imported into the local cluster.
+images: deps
+	hack/build-app-images.sh $(APP_IMAGES)
+
+cluster:
+	@if [[ "$${DOPPEL_USE_EXISTING_CLUSTER:-}" == 1 ]]; then \
+	  echo "DOPPEL_USE_EXISTING_CLUSTER=1: using the cluster KUBECONFIG names ($$KUBECONFIG)"; \
+	else hack/cluster/up.sh; fi
+
+cluster-down:
+	hack/cluster/down.sh
+
+demo: cluster images image
+	hack/demo.sh
+
+deps:
+	@hack/deps.sh $(TEST_PACKAGES)
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/cluster/k8s/')); \
+	  if [[ -n "$$out" ]]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@[[ -x $(GOBIN_TOOLS)/staticcheck ]] || GOBIN=$(GOBIN_TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN_TOOLS)/staticcheck ./...
+
+test-unit: deps
+	$(GO) test -count=1 ./...
+
+# test: everything, as CI runs it. Unit tests first (fast), then the real
+# cluster, then the end-to-end suites, then the cluster lifecycle suite last
+# (it tears the cluster down and brings it back).
+test: lint test-unit cluster images image test-e2e test-cluster-lifecycle
+
+test-e2e:
+	$(GO) test -count=1 -p 1 -tags e2e -timeout 30m ./test/e2e/
+
+test-cluster-lifecycle:
+	@if [[ "$${DOPPEL_USE_EXISTING_CLUSTER:-}" == 1 ]]; then \
+	  echo "skipping the local cluster's lifecycle suite: DOPPEL_USE_EXISTING_CLUSTER=1"; \
+	else $(GO) test -count=1 -p 1 -tags e2e -timeout 20m ./test/e2e/lifecycle/; fi
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The staging demo: deploys the three-tier staging application (frontend,
+# backend, PostgreSQL) to namespace `staging`, shows it answering through a
+# port-forward, adds a video through the frontend and lists it back.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/cluster/lib.sh"
+root=$(cd "$here/.." && pwd)
+
+if [[ ${DOPPEL_USE_EXISTING_CLUSTER:-} == 1 ]]; then
+	kubectl=(kubectl)
+else
+	kubectl=("$CACHE_DIR/bin/kubectl" --kubeconfig "$KUBECONFIG_ADMIN")
+fi
+k() { "${kubectl[@]}" "$@"; }
+
+log "deploying the staging stack (namespace staging)"
+k apply -f "$root/test/apps/staging/manifests/staging.yaml" >/dev/null
+for d in postgres backend frontend; do
+	k -n staging rollout status "deployment/$d" --timeout=120s >/dev/null
+done
+k -n staging get pods -o wide
+
+port=${DEMO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+k -n staging port-forward --address 127.0.0.1 svc/frontend "$port:80" >/dev/null 2>&1 &
+pf=$!
+trap 'kill $pf 2>/dev/null' EXIT
+url=http://127.0.0.1:$port
+for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
+
+log "frontend page header:"
+curl -sf "$url/?user=demo" | sed -n 's:.*<h1>\(.*\)</h1>.*:  \1:p'
+id=demo-$(date +%s)
+curl -sf -X POST --data-urlencode "id=$id" --data-urlencode "title=Added by make demo" "$url/add" >/dev/null
+log "videos listed by the frontend (from PostgreSQL in the cluster):"
+curl -sf "$url/videos" | grep -o "$id" | head -1 | sed 's/^/  /'
+curl -sf "$url/videos" | grep -q "$id" || die "the video added through the frontend is not listed"
+
+echo
+echo "The staging stack answers at $url (frontend, port-forwarded)."
+echo "  export KUBECONFIG=$KUBECONFIG_ADMIN"
+if [[ -t 0 ]]; then
+	echo "Press Ctrl-C to stop the port-forward."
+	wait "$pf"
+fi
