@@ -9,25 +9,31 @@ here=$(cd "$(dirname "$0")" && pwd)
 need_root
 
 # Kubernetes components first, so nothing restarts what we remove next.
-for c in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do
-	stop_component "$c"
-done
+stop_components kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
 
 # Containers: kill every task of our containerd, then containerd itself.
+# containerd 1.6 puts shim sockets at a hard-coded place, named by the hash
+# of address/namespace/container: note ours to remove them afterwards.
+shim_sockets=() # and other per-container files outside our directories
 if pid_alive containerd >/dev/null; then
 	for ns in $(ctr --address "$CONTAINERD_SOCK" namespaces ls -q 2>/dev/null); do
+		for id in $(ctr --address "$CONTAINERD_SOCK" -n "$ns" containers ls -q 2>/dev/null); do
+			shim_sockets+=("/run/containerd/s/$(printf '%s' "$CONTAINERD_SOCK/$ns/$id" | sha256sum | cut -d' ' -f1)")
+			# containerd's CRI caches a CNI result per sandbox for its loopback network.
+			shim_sockets+=("/var/lib/cni/results/cni-loopback-$id-lo")
+		done
 		for t in $(ctr --address "$CONTAINERD_SOCK" -n "$ns" tasks ls -q 2>/dev/null); do
 			ctr --address "$CONTAINERD_SOCK" -n "$ns" tasks kill -s SIGKILL "$t" >/dev/null 2>&1
 		done
 	done
 	sleep 0.5
 fi
-stop_component containerd
+stop_components containerd
 
 # Shims our containerd started (they outlive it by design): found by the
 # address they were given, ended by pid.
 for p in /proc/[0-9]*; do
-	cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+	cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
 	if [[ $cmd == *containerd-shim* && $cmd == *"$CONTAINERD_SOCK"* ]]; then
 		kill -KILL "${p#/proc/}" 2>/dev/null
 	fi
@@ -40,6 +46,12 @@ for h in /sys/fs/cgroup/*/; do
 	done
 done
 sleep 0.3
+
+rm -f "${shim_sockets[@]}" /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null
+# Shared directories the cluster created (see up.sh) go when empty.
+if [[ -f $STATE_DIR/created-dirs ]]; then
+	while read -r d; do rmdir "$d" 2>/dev/null; done <"$STATE_DIR/created-dirs"
+fi
 
 # Mounts under our directories, deepest first.
 for dir in "$STATE_DIR" "$RUN_DIR"; do
@@ -63,29 +75,38 @@ ip route del "$SERVICE_CIDR" 2>/dev/null
 ip route flush table "$ROUTE_TABLE" 2>/dev/null
 while ip rule del priority "$RULE_PRIORITY" 2>/dev/null; do :; done
 
-# iptables: kube-proxy's own cleanup, then the portmap chains of our CNI
-# network, then our guard chain.
+# iptables, both families: kube-proxy's own cleanup, then every KUBE-*
+# chain kubelet and kube-proxy made (canaries, firewall, hints), then the
+# portmap rules and chains of our CNI network, then our guard chain.
 if [[ -x ${K8S_BIN:=$(ls -t "$CACHE_DIR"/k8s-*/k8s 2>/dev/null | head -1)} ]]; then
 	"$K8S_BIN" kube-proxy --cleanup >/dev/null 2>&1
 fi
-for table in nat filter mangle; do
-	# Rules that carry our CNI network's name, and the per-container chains they use.
-	iptables-save -t "$table" 2>/dev/null | grep -- "\"$CNI_NETWORK\"" | sed -n 's/^-A \([^ ]*\) \(.*\)$/\1 \2/p' |
-		while read -r chain rule; do
-			eval "iptables -w -t $table -D $chain $rule" 2>/dev/null
-		done
-	for chain in $(iptables-save -t "$table" 2>/dev/null | sed -n 's/^:\(CNI-DN-[^ ]*\|CNI-[0-9a-f]\{24\}\) .*/\1/p'); do
-		# Only chains no rule refers to any more: ours lost their jumps above.
-		iptables-save -t "$table" | grep -q -- "-j $chain\b" && continue
-		iptables -w -t "$table" -F "$chain" 2>/dev/null && iptables -w -t "$table" -X "$chain" 2>/dev/null
+delete_rules() { # IPTABLES TABLE: deletes the -A lines read from stdin
+	local line
+	while read -r line; do
+		eval "$1 -w -t $2 -D ${line#-A }" 2>/dev/null
 	done
-	for chain in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
-		# Shared portmap chains: remove only when nothing else uses them.
-		iptables-save -t "$table" 2>/dev/null | grep -q "^-A $chain " && continue
-		iptables-save -t "$table" 2>/dev/null | grep -q "^:$chain " || continue
-		iptables-save -t "$table" | grep "\-j $chain\b" | sed -n 's/^-A \([^ ]*\) \(.*\)$/\1 \2/p' |
-			while read -r c rule; do eval "iptables -w -t $table -D $c $rule" 2>/dev/null; done
-		iptables -w -t "$table" -X "$chain" 2>/dev/null
+}
+for ipt in iptables ip6tables; do
+	for table in filter nat mangle; do
+		dump=$("$ipt-save" -t "$table" 2>/dev/null) || continue
+		grep -E '^-A [^ ]+ .*-j KUBE-' <<<"$dump" | grep -v '^-A KUBE-' | delete_rules "$ipt" "$table"
+		grep -F -- "$CNI_NETWORK" <<<"$dump" | delete_rules "$ipt" "$table"
+		dump=$("$ipt-save" -t "$table")
+		chains=$(sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' <<<"$dump")
+		# Per-container CNI chains no rule jumps to any more: ours lost their jumps above.
+		for chain in $(sed -n 's/^:\(CNI-DN-[^ ]*\|CNI-[0-9a-f]\{24\}\) .*/\1/p' <<<"$dump"); do
+			grep -q -- "-j $chain\b" <<<"$dump" || chains+=" $chain"
+		done
+		# Shared portmap chains go only when nothing else uses them.
+		for chain in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
+			grep -q "^:$chain " <<<"$dump" || continue
+			grep -q "^-A $chain " <<<"$dump" && continue
+			grep -E "^-A [^ ]+ .*-j $chain\b" <<<"$dump" | delete_rules "$ipt" "$table"
+			chains+=" $chain"
+		done
+		for chain in $chains; do "$ipt" -w -t "$table" -F "$chain" 2>/dev/null; done
+		for chain in $chains; do "$ipt" -w -t "$table" -X "$chain" 2>/dev/null; done
 	done
 done
 while iptables -w -t filter -D FORWARD -j "$GUARD_CHAIN" 2>/dev/null; do :; done

@@ -97,17 +97,26 @@ start_component() {
 	echo "$pid $start" >"$RUN_DIR/$name.pid"
 }
 
-# stop_component NAME stops component NAME by its recorded pid.
-stop_component() {
-	local pid i
-	pid=$(pid_alive "$1") || { rm -f "$RUN_DIR/$1.pid"; return 0; }
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 50); do
-		[[ -d /proc/$pid ]] || break
+# stop_components NAME... stops components by their recorded pids: SIGTERM
+# to all at once, SIGKILL to whatever still runs after a few seconds.
+stop_components() {
+	local name pid pids=() i
+	for name in "$@"; do
+		if pid=$(pid_alive "$name"); then
+			kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+		fi
+		rm -f "$RUN_DIR/$name.pid"
+	done
+	local alive
+	for i in $(seq 30); do
+		alive=0
+		for pid in "${pids[@]}"; do [[ -d /proc/$pid ]] && alive=1; done
+		((alive)) || return 0
 		sleep 0.1
 	done
-	[[ -d /proc/$pid ]] && kill -KILL "$pid" 2>/dev/null
-	rm -f "$RUN_DIR/$1.pid"
+	for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+	sleep 0.2
+	return 0
 }
 
 kubectl_admin() { "$K8S_BIN" kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

@@ -44,6 +44,11 @@ setup_network() {
 		iptables -w -t filter -A "$GUARD_CHAIN" -o "$POD_BRIDGE" ! -i "$POD_BRIDGE" -j DROP
 	iptables -w -t filter -C FORWARD -j "$GUARD_CHAIN" 2>/dev/null ||
 		iptables -w -t filter -I FORWARD 1 -j "$GUARD_CHAIN"
+	# Remember the shared directories containerd and CNI will create (shim
+	# sockets, CNI result cache) so that teardown removes them, deepest first.
+	[[ -f $STATE_DIR/created-dirs ]] || for d in /run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni; do
+		[[ -e $d ]] || echo "$d"
+	done >"$STATE_DIR/created-dirs"
 	# Remember the sysctls we change so that teardown restores them.
 	[[ -f $STATE_DIR/sysctl.saved ]] || {
 		echo "net.ipv4.ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"
@@ -195,7 +200,7 @@ ensure_component() {
 		local i
 		for i in $(seq 30); do healthy "$name" >/dev/null 2>&1 && return 0; sleep 0.2; done
 		log "$name (pid $pid) is running but unhealthy: restarting it"
-		stop_component "$name"
+		stop_components "$name"
 	fi
 	log "starting $name"
 	command_of "$name"
@@ -205,19 +210,27 @@ ensure_component() {
 
 # --- cluster objects -------------------------------------------------------------
 
+# ensure_images imports the pause and CoreDNS images, building their
+# tarballs into the cache only the first time.
 ensure_images() {
 	local have
 	have=$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q)
 	if ! grep -qx "$PAUSE_IMAGE" <<<"$have"; then
 		log "importing $PAUSE_IMAGE"
-		(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE_DIR/pause" ./hack/cluster/pause)
-		(cd "$here/../.." && go run ./hack/image -tag "$PAUSE_IMAGE" -out "$CACHE_DIR/pause.tar" \
-			-add "$CACHE_DIR/pause:/pause" -entrypoint /pause -import "$CONTAINERD_SOCK" >/dev/null)
+		if [[ ! -f $CACHE_DIR/pause.tar ]]; then
+			(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE_DIR/pause" ./hack/cluster/pause &&
+				go run ./hack/image -tag "$PAUSE_IMAGE" -out "$CACHE_DIR/pause.tar" -add "$CACHE_DIR/pause:/pause" \
+					-entrypoint /pause >/dev/null)
+		fi
+		ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$CACHE_DIR/pause.tar" >/dev/null
 	fi
 	if ! grep -qx "$COREDNS_IMAGE" <<<"$have"; then
 		log "importing $COREDNS_IMAGE"
-		(cd "$here/../.." && go run ./hack/image -tag "$COREDNS_IMAGE" -out "$CACHE_DIR/coredns.tar" \
-			-add "$COREDNS_BIN:/coredns" -entrypoint /coredns -import "$CONTAINERD_SOCK" >/dev/null)
+		if [[ ! -f $CACHE_DIR/coredns-$COREDNS_VERSION.tar ]]; then
+			(cd "$here/../.." && go run ./hack/image -tag "$COREDNS_IMAGE" -out "$CACHE_DIR/coredns-$COREDNS_VERSION.tar" \
+				-add "$COREDNS_BIN:/coredns" -entrypoint /coredns >/dev/null)
+		fi
+		ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$CACHE_DIR/coredns-$COREDNS_VERSION.tar" >/dev/null
 	fi
 }
 

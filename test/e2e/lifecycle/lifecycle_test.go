@@ -9,6 +9,7 @@ package lifecycle
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,10 +162,19 @@ func TestLifecycle(t *testing.T) {
 
 	t.Run("down leaves nothing behind", func(t *testing.T) {
 		saved, _ := os.ReadFile(filepath.Join(s["STATE_DIR"], "sysctl.saved"))
+		containers := strings.Fields(run(t, "ctr", "--address", s["CONTAINERD_SOCK"], "-n", "k8s.io", "containers", "ls", "-q"))
+		if len(containers) == 0 {
+			t.Fatal("no containers before teardown: nothing to check it removes")
+		}
 		start := time.Now()
 		run(t, "hack/cluster/down.sh")
 		t.Logf("make cluster-down: %s", time.Since(start).Round(time.Millisecond))
 		checkNothingLeft(t, s, string(saved))
+		for _, id := range containers {
+			if _, err := os.Stat("/var/lib/cni/results/cni-loopback-" + id + "-lo"); err == nil {
+				t.Errorf("CNI loopback result of container %s left", id)
+			}
+		}
 	})
 
 	t.Run("up after down", func(t *testing.T) {
@@ -195,13 +205,15 @@ func checkNothingLeft(t *testing.T, s map[string]string, savedSysctls string) {
 		t.Errorf("policy rule left:\n%s", rules)
 	}
 	chains := regexp.MustCompile(`(?m)^:(KUBE-\S+|CNI-\S+|` + s["GUARD_CHAIN"] + `) `)
-	for _, table := range []string{"filter", "nat", "mangle"} {
-		dump := run(t, "iptables-save", "-t", table)
-		if m := chains.FindAllString(dump, -1); len(m) > 0 {
-			t.Errorf("iptables %s chains left: %v", table, m)
-		}
-		if strings.Contains(dump, s["CNI_NETWORK"]) {
-			t.Errorf("iptables %s rules of the CNI network left", table)
+	for _, ipt := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			dump := run(t, ipt+"-save", "-t", table)
+			if m := chains.FindAllString(dump, -1); len(m) > 0 {
+				t.Errorf("%s %s chains left: %v", ipt, table, m)
+			}
+			if strings.Contains(dump, s["CNI_NETWORK"]) {
+				t.Errorf("%s %s rules of the CNI network left", ipt, table)
+			}
 		}
 	}
 	mounts, _ := os.ReadFile("/proc/self/mounts")
@@ -215,6 +227,19 @@ func checkNothingLeft(t *testing.T, s map[string]string, savedSysctls string) {
 		if _, err := os.Stat(dir); err == nil {
 			t.Errorf("directory %s left", dir)
 		}
+	}
+	// Shim sockets live at a place containerd 1.6 hard-codes: none may be
+	// left that nothing listens on.
+	sockets, _ := filepath.Glob("/run/containerd/s/*")
+	for _, sock := range sockets {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+		} else {
+			t.Errorf("stale shim socket left: %s (%v)", sock, err)
+		}
+	}
+	if results, _ := filepath.Glob("/var/lib/cni/results/" + s["CNI_NETWORK"] + "-*"); len(results) > 0 {
+		t.Errorf("CNI result cache entries left: %v", results)
 	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*" + s["CGROUP_ROOT"])
 	if len(cgroups) > 0 {

@@ -78,7 +78,9 @@ func dbError(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // a JSON API; keep titles readable in curl
+	if err := enc.Encode(v); err != nil {
 		log.Printf("write response: %v", err)
 	}
 }
