@@ -13,7 +13,7 @@ BIN     := bin
 CACHE   := $(or $(DOPPEL_CACHE_DIR),$(HOME)/.cache/doppel)
 GO      ?= go
 GOBIN_TOOLS := $(CACHE)/tools
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 
 CLUSTER_STATE := $(or $(DOPPEL_CLUSTER_STATE),/var/lib/doppel-cluster)
 CLUSTER_RUN   := $(or $(DOPPEL_CLUSTER_RUN),/run/doppel-cluster)
