@@ -1,0 +1,228 @@
+package session
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// exchangeFunc sends one raw DNS query and returns the raw answer.
+type exchangeFunc func(ctx context.Context, query []byte) ([]byte, error)
+
+// dnsResponder answers the local process's DNS queries (UDP and TCP on
+// loopback; the layer redirects port 53 here) by resolving them in the pod,
+// or locally for names the DNS filter keeps local. It records which names
+// each address was resolved from, so outgoing filters can match hostnames.
+type dnsResponder struct {
+	udp    *net.UDPConn
+	tcp    net.Listener
+	remote exchangeFunc
+	local  exchangeFunc
+	// isLocal reports whether a name is resolved locally (DNS filter).
+	isLocal func(name string) bool
+	names   *nameTable
+	log     *slog.Logger
+	timeout time.Duration
+}
+
+func newDNSResponder(log *slog.Logger, remote, local exchangeFunc, isLocal func(string) bool, names *nameTable) (*dnsResponder, error) {
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	// TCP on the same port, so one address serves both (use-vc resolvers).
+	tcp, err := net.Listen("tcp4", udp.LocalAddr().String())
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
+	d := &dnsResponder{udp: udp, tcp: tcp, remote: remote, local: local, isLocal: isLocal, names: names, log: log,
+		timeout: 10 * time.Second}
+	go d.serveUDP()
+	go d.serveTCP()
+	return d, nil
+}
+
+// Addr is where the layer sends port-53 traffic (UDP and TCP).
+func (d *dnsResponder) Addr() netip.AddrPort { return d.udp.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func (d *dnsResponder) Close() error {
+	return errors.Join(d.udp.Close(), d.tcp.Close())
+}
+
+func (d *dnsResponder) serveUDP() {
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := d.udp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		query := append([]byte(nil), buf[:n]...)
+		go func() {
+			if answer := d.answer(query); answer != nil {
+				d.udp.WriteToUDPAddrPort(answer, from)
+			}
+		}()
+	}
+}
+
+func (d *dnsResponder) serveTCP() {
+	for {
+		c, err := d.tcp.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			for {
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				var size [2]byte
+				if _, err := io.ReadFull(c, size[:]); err != nil {
+					return
+				}
+				query := make([]byte, binary.BigEndian.Uint16(size[:]))
+				if _, err := io.ReadFull(c, query); err != nil {
+					return
+				}
+				answer := d.answer(query)
+				if answer == nil {
+					return
+				}
+				out := binary.BigEndian.AppendUint16(nil, uint16(len(answer)))
+				if _, err := c.Write(append(out, answer...)); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// answer resolves one query; on failure it answers SERVFAIL so the program
+// fails fast instead of retrying into a timeout.
+func (d *dnsResponder) answer(query []byte) []byte {
+	var p dnsmessage.Parser
+	hdr, err := p.Start(query)
+	if err != nil {
+		return nil
+	}
+	q, err := p.Question()
+	if err != nil {
+		return nil
+	}
+	name := strings.TrimSuffix(q.Name.String(), ".")
+	exchange := d.remote
+	if d.isLocal != nil && d.isLocal(name) {
+		exchange = d.local
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+	defer cancel()
+	answer, err := exchange(ctx, query)
+	if err != nil {
+		d.log.Warn("dns: resolving failed", "name", name, "type", q.Type, "err", err)
+		return servfail(hdr, q)
+	}
+	d.names.recordAnswer(answer)
+	return answer
+}
+
+func servfail(hdr dnsmessage.Header, q dnsmessage.Question) []byte {
+	hdr.Response, hdr.RCode = true, dnsmessage.RCodeServerFailure
+	b := dnsmessage.NewBuilder(nil, hdr)
+	b.StartQuestions()
+	b.Question(q)
+	out, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// nameTable remembers the names each address was resolved from.
+type nameTable struct {
+	mu    sync.RWMutex
+	names map[netip.Addr][]string
+}
+
+func newNameTable() *nameTable { return &nameTable{names: map[netip.Addr][]string{}} }
+
+// Names returns the names addr was resolved from, most recent first.
+func (t *nameTable) Names(addr netip.Addr) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return append([]string(nil), t.names[addr.Unmap()]...)
+}
+
+func (t *nameTable) add(addr netip.Addr, names ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	addr = addr.Unmap()
+	have := t.names[addr]
+	for _, n := range names {
+		n = strings.TrimSuffix(strings.ToLower(n), ".")
+		dup := false
+		for _, h := range have {
+			dup = dup || h == n
+		}
+		if !dup {
+			have = append([]string{n}, have...)
+		}
+	}
+	if len(have) > 8 {
+		have = have[:8]
+	}
+	t.names[addr] = have
+}
+
+// recordAnswer notes the A/AAAA records of an answer under the queried name
+// and every CNAME on the way.
+func (t *nameTable) recordAnswer(answer []byte) {
+	var p dnsmessage.Parser
+	if _, err := p.Start(answer); err != nil {
+		return
+	}
+	q, err := p.Question()
+	if err != nil {
+		return
+	}
+	p.SkipAllQuestions()
+	names := []string{q.Name.String()}
+	for {
+		h, err := p.AnswerHeader()
+		if err != nil {
+			return
+		}
+		switch h.Type {
+		case dnsmessage.TypeA:
+			r, err := p.AResource()
+			if err != nil {
+				return
+			}
+			t.add(netip.AddrFrom4(r.A), append(names, h.Name.String())...)
+		case dnsmessage.TypeAAAA:
+			r, err := p.AAAAResource()
+			if err != nil {
+				return
+			}
+			t.add(netip.AddrFrom16(r.AAAA), append(names, h.Name.String())...)
+		case dnsmessage.TypeCNAME:
+			r, err := p.CNAMEResource()
+			if err != nil {
+				return
+			}
+			names = append(names, h.Name.String(), r.CNAME.String())
+		default:
+			if err := p.SkipAnswer(); err != nil {
+				return
+			}
+		}
+	}
+}

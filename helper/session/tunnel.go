@@ -1,0 +1,160 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// tunnel is the loopback listener redirected TCP sockets are connected to.
+// Each accepted connection is matched, by its source address, to the remote
+// connection the agent dialled before the local connect was let through, and
+// the two are spliced.
+type tunnel struct {
+	ln  net.Listener
+	log *slog.Logger
+	// claimTimeout bounds how long an accepted connection waits for its
+	// remote half to be registered (they race by design: the kernel may
+	// queue the connection before the layer reports its local address).
+	claimTimeout time.Duration
+
+	mu      sync.Mutex
+	pending map[netip.AddrPort]*pendingConn
+	waiters map[netip.AddrPort]chan *pendingConn
+	closed  bool
+}
+
+type pendingConn struct {
+	remote net.Conn
+	added  time.Time
+}
+
+const defaultClaimTimeout = 10 * time.Second
+
+func newTunnel(log *slog.Logger) (*tunnel, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	t := &tunnel{ln: ln, log: log, claimTimeout: defaultClaimTimeout, pending: map[netip.AddrPort]*pendingConn{}, waiters: map[netip.AddrPort]chan *pendingConn{}}
+	go t.acceptLoop()
+	return t, nil
+}
+
+// Addr is where redirected sockets connect.
+func (t *tunnel) Addr() netip.AddrPort { return t.ln.Addr().(*net.TCPAddr).AddrPort() }
+
+// register files the remote half for the local socket whose address is local.
+func (t *tunnel) register(local netip.AddrPort, remote net.Conn) {
+	local = unmapAddrPort(local)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		remote.Close()
+		return
+	}
+	p := &pendingConn{remote: remote, added: time.Now()}
+	if w, ok := t.waiters[local]; ok {
+		delete(t.waiters, local)
+		w <- p
+		return
+	}
+	if old, ok := t.pending[local]; ok {
+		old.remote.Close() // a stale registration the kernel reused the port of
+	}
+	t.pending[local] = p
+}
+
+// claim returns the remote half for an accepted connection from local.
+func (t *tunnel) claim(ctx context.Context, local netip.AddrPort) (net.Conn, error) {
+	t.mu.Lock()
+	if p, ok := t.pending[local]; ok {
+		delete(t.pending, local)
+		t.mu.Unlock()
+		return p.remote, nil
+	}
+	w := make(chan *pendingConn, 1)
+	t.waiters[local] = w
+	t.mu.Unlock()
+	select {
+	case p := <-w:
+		return p.remote, nil
+	case <-ctx.Done():
+		t.mu.Lock()
+		delete(t.waiters, local)
+		t.mu.Unlock()
+		select { // registered while we gave up
+		case p := <-w:
+			p.remote.Close()
+		default:
+		}
+		return nil, ctx.Err()
+	}
+}
+
+func (t *tunnel) acceptLoop() {
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				t.log.Error("tunnel accept", "err", err)
+			}
+			return
+		}
+		go t.serve(c)
+	}
+}
+
+func (t *tunnel) serve(local net.Conn) {
+	from := local.RemoteAddr().(*net.TCPAddr).AddrPort()
+	ctx, cancel := context.WithTimeout(context.Background(), t.claimTimeout)
+	remote, err := t.claim(ctx, unmapAddrPort(from))
+	cancel()
+	if err != nil {
+		t.log.Warn("tunnel: a connection nobody redirected", "from", from)
+		local.Close()
+		return
+	}
+	splice(local, remote)
+}
+
+func (t *tunnel) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	for k, p := range t.pending {
+		p.remote.Close()
+		delete(t.pending, k)
+	}
+	t.mu.Unlock()
+	return t.ln.Close()
+}
+
+// splice copies both ways, propagating half-closes, and closes both ends
+// when both directions are done.
+func splice(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
