@@ -87,4 +87,3 @@ func TestTunnelDropsUnclaimedConnections(t *testing.T) {
 		t.Fatalf("an unclaimed connection was not closed: %v", err)
 	}
 }
-
