@@ -1,6 +1,12 @@
 // Command doppel-agent runs in the cluster, inside the target pod's
 // namespaces, and serves doppel sessions: it dials, resolves, reads files and
 // env, and redirects incoming traffic on their behalf.
+//
+//	doppel-agent -version
+//	doppel-agent serve --target-pid PID --listen 127.0.0.1:0 --token-sha256 HEX
+//
+// serve prints "listening on ADDR" on stdout once helpers can connect and
+// logs to stderr.
 package main
 
 import (
@@ -13,11 +19,30 @@ import (
 
 func main() {
 	version := flag.Bool("version", false, "print the version and exit")
+	flag.Usage = usage
 	flag.Parse()
 	if *version {
 		fmt.Printf("doppel-agent %s\n", buildinfo.Get())
 		return
 	}
-	fmt.Fprintln(os.Stderr, "doppel-agent: no session work yet: run with -version")
-	os.Exit(2)
+	switch flag.Arg(0) {
+	case "serve":
+		os.Exit(serve(flag.Args()[1:]))
+	case "":
+		usage()
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "doppel-agent: unknown command %q\n", flag.Arg(0))
+		usage()
+		os.Exit(2)
+	}
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `usage:
+  doppel-agent -version
+  doppel-agent serve --target-pid PID --token-sha256 HEX [--listen 127.0.0.1:0] [options]
+
+Run "doppel-agent serve -h" for the serve options.
+`)
 }

@@ -1,0 +1,220 @@
+//go:build linux
+
+package files
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Root is a directory that paths resolve inside of.
+type Root struct {
+	fd int
+}
+
+// NewRoot uses fd, a directory descriptor (O_PATH is enough) that stays
+// owned by the caller, as the root.
+func NewRoot(fd int) *Root { return &Root{fd: fd} }
+
+// Entry is one directory entry as getdents64 reports it.
+type Entry struct {
+	Name string
+	Ino  uint64
+	// Type is the entry's S_IFMT bits, 0 when the filesystem did not say.
+	Type uint32
+}
+
+// resolveRetries bounds retries of openat2, which returns EAGAIN when a
+// concurrent rename could have let ".." escape and asks to try again.
+const resolveRetries = 32
+
+// open resolves name (absolute, in the root) with openat2.
+func (r *Root) open(op, name string, flags uint64) (int, error) {
+	rel := strings.TrimLeft(path.Clean(name), "/")
+	if rel == "" {
+		rel = "."
+	}
+	how := unix.OpenHow{
+		Flags: flags | unix.O_CLOEXEC,
+		// Magic links (/proc/self/root, /proc/*/fd/*) would lead out of
+		// the root: never follow them.
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for range resolveRetries {
+		fd, err := unix.Openat2(r.fd, rel, &how)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: op, Path: name, Err: err}
+		}
+		return fd, nil
+	}
+	return -1, &fs.PathError{Op: op, Path: name, Err: unix.EAGAIN}
+}
+
+func fstat(op, name string, fd int) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return st, &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return st, nil
+}
+
+// Stat stats name, following symlinks inside the root.
+func (r *Root) Stat(name string) (unix.Stat_t, error) {
+	fd, err := r.open("stat", name, unix.O_PATH)
+	if err != nil {
+		return unix.Stat_t{}, err
+	}
+	defer unix.Close(fd)
+	return fstat("stat", name, fd)
+}
+
+// Lstat stats name without following a final symlink.
+func (r *Root) Lstat(name string) (unix.Stat_t, error) {
+	fd, err := r.open("lstat", name, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return unix.Stat_t{}, err
+	}
+	defer unix.Close(fd)
+	return fstat("lstat", name, fd)
+}
+
+// Readlink returns the content of the symlink name.
+func (r *Root) Readlink(name string) (string, error) {
+	fd, err := r.open("readlink", name, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	st, err := fstat("readlink", name, fd)
+	if err != nil {
+		return "", err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return "", &fs.PathError{Op: "readlink", Path: name, Err: unix.EINVAL}
+	}
+	// readlinkat with an empty path reads the link an O_PATH fd refers to.
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(fd, "", buf)
+	if err != nil {
+		return "", &fs.PathError{Op: "readlink", Path: name, Err: err}
+	}
+	return string(buf[:n]), nil
+}
+
+// Open opens the regular file name for reading, following symlinks inside
+// the root. Other kinds of file are refused (EISDIR, EINVAL): opening a
+// FIFO or a device can block or have effects in the pod.
+func (r *Root) Open(name string) (*os.File, unix.Stat_t, error) {
+	fd, err := r.open("open", name, unix.O_PATH)
+	if err != nil {
+		return nil, unix.Stat_t{}, err
+	}
+	defer unix.Close(fd)
+	st, err := fstat("open", name, fd)
+	if err != nil {
+		return nil, st, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		return nil, st, &fs.PathError{Op: "open", Path: name, Err: unix.EISDIR}
+	default:
+		return nil, st, &fs.PathError{Op: "open", Path: name, Err: unix.EINVAL}
+	}
+	// Reopening the O_PATH descriptor through /proc/self/fd opens exactly
+	// the file just checked, with no second path resolution to race.
+	rfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, st, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(rfd), name), st, nil
+}
+
+// ReadFile returns the content of the regular file name, up to limit
+// bytes (EFBIG beyond).
+func (r *Root) ReadFile(name string, limit int64) ([]byte, error) {
+	f, _, err := r.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: unix.EFBIG}
+	}
+	return data, nil
+}
+
+// ReadDir returns the entries of directory name, without "." and "..",
+// sorted by name.
+func (r *Root) ReadDir(name string) ([]Entry, error) {
+	fd, err := r.open("readdir", name, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var entries []Entry
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
+		}
+		if n <= 0 {
+			break
+		}
+		entries = appendDirents(entries, buf[:n])
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	return entries, nil
+}
+
+// appendDirents decodes linux_dirent64 records: ino u64, off s64,
+// reclen u16, type u8, then the NUL-terminated name.
+func appendDirents(entries []Entry, buf []byte) []Entry {
+	for len(buf) >= 19 {
+		ino := binary.NativeEndian.Uint64(buf[0:8])
+		reclen := int(binary.NativeEndian.Uint16(buf[16:18]))
+		if reclen < 19 || reclen > len(buf) {
+			break
+		}
+		typ := buf[18]
+		nameBytes := buf[19:reclen]
+		if i := bytes.IndexByte(nameBytes, 0); i >= 0 {
+			nameBytes = nameBytes[:i]
+		}
+		buf = buf[reclen:]
+		name := string(nameBytes)
+		if name == "." || name == ".." {
+			continue
+		}
+		entries = append(entries, Entry{Name: name, Ino: ino, Type: direntType(typ)})
+	}
+	return entries
+}
+
+// direntType maps DT_* to S_IFMT bits (DT_x == S_IFx >> 12).
+func direntType(dt byte) uint32 {
+	if dt == unix.DT_UNKNOWN {
+		return 0
+	}
+	return uint32(dt) << 12
+}

@@ -1,0 +1,123 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/doppel-dev/doppel/agent/server"
+	"github.com/doppel-dev/doppel/agent/target"
+	"github.com/doppel-dev/doppel/internal/buildinfo"
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// Exit codes of serve.
+const (
+	exitOK           = 0
+	exitFailed       = 1
+	exitUsage        = 2
+	exitTargetExited = 3
+)
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	pid := fs.Int("target-pid", 0, "PID of the target container's process (as the agent sees it)")
+	listen := fs.String("listen", "127.0.0.1:0", "TCP address to listen on for helpers")
+	var hashes tokenHashes
+	fs.Var(&hashes, "token-sha256", "SHA-256 of an accepted session token, 64 hex digits (repeat or comma-separate for several)")
+	startup := fs.Duration("startup-timeout", server.DefaultStartupTimeout, "exit if no session connects within this window")
+	idle := fs.Duration("idle-timeout", server.DefaultIdleTimeout, "exit once the last session has been gone this long")
+	keepalive := fs.Duration("keepalive-timeout", protocol.DefaultKeepaliveTimeout, "drop a helper connection silent for this long")
+	grace := fs.Duration("resume-grace", protocol.DefaultResumeGrace, "keep a disconnected session this long for the helper to resume it")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "doppel-agent: --log-level: %v\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	switch {
+	case *pid <= 0:
+		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --target-pid")
+		return exitUsage
+	case len(hashes) == 0:
+		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --token-sha256")
+		return exitUsage
+	case fs.NArg() > 0:
+		fmt.Fprintf(os.Stderr, "doppel-agent: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+
+	t, err := target.Open(*pid)
+	if err != nil {
+		log.Error("cannot attach to the target", "pid", *pid, "err", err)
+		return exitFailed
+	}
+	defer t.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	info := buildinfo.Get()
+	log.Info("doppel-agent starting", "version", info.Version, "protocol", protocol.Version, "target_pid", *pid)
+	err = server.Run(ctx, server.Config{
+		Listen:           *listen,
+		Handler:          server.NewPod(t),
+		TokenHashes:      hashes,
+		AgentVersion:     info.Version,
+		StartupTimeout:   *startup,
+		IdleTimeout:      *idle,
+		KeepaliveTimeout: *keepalive,
+		ResumeGrace:      *grace,
+		Logger:           log,
+		TargetExited:     t.Exited(),
+		Ready: func(addr net.Addr) {
+			// The one line on stdout: whoever started the agent waits for it.
+			fmt.Printf("listening on %s\n", addr)
+		},
+	})
+	switch {
+	case errors.Is(err, server.ErrTargetExited):
+		return exitTargetExited
+	case err != nil:
+		log.Error("serve failed", "err", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// tokenHashes is the --token-sha256 flag: one or more hashes.
+type tokenHashes []protocol.TokenHash
+
+func (h *tokenHashes) String() string {
+	parts := make([]string, len(*h))
+	for i, x := range *h {
+		parts[i] = x.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (h *tokenHashes) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		x, err := protocol.ParseTokenHash(strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		*h = append(*h, x)
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package protocol
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Transport settings, the same on both sides (SPEC.md, "Transport").
+const (
+	// StreamWindow is each stream's receive window. The default 256 KiB made
+	// yamux over a port-forward slower than kubectl's own port-forward;
+	// 16 MiB made it faster (shared/notes/transport.md).
+	StreamWindow = 16 << 20
+	// DefaultMaxStreams bounds the concurrent data streams of one session on
+	// the agent, and with StreamWindow the memory a stalled session can pin.
+	DefaultMaxStreams = 256
+
+	muxKeepAliveInterval = 15 * time.Second
+	muxWriteTimeout      = 30 * time.Second
+	muxOpenTimeout       = 30 * time.Second
+	acceptBacklog        = 256
+
+	// helloTimeout bounds the hello exchange and each data-stream header.
+	helloTimeout = 10 * time.Second
+)
+
+// newMux starts yamux on conn: the helper is yamux's client.
+func newMux(conn net.Conn, client bool, log *slog.Logger) (*yamux.Session, error) {
+	cfg := &yamux.Config{
+		AcceptBacklog:          acceptBacklog,
+		EnableKeepAlive:        true,
+		KeepAliveInterval:      muxKeepAliveInterval,
+		ConnectionWriteTimeout: muxWriteTimeout,
+		MaxStreamWindowSize:    StreamWindow,
+		StreamOpenTimeout:      muxOpenTimeout,
+		// No close timeout: yamux would reset a half-closed stream after it,
+		// and a half-closed TCP connection may legitimately wait for its
+		// answer for minutes. A full close is signalled with the abort op.
+		StreamCloseTimeout: 0,
+	}
+	if log != nil {
+		cfg.Logger = muxLogger{log}
+	} else {
+		cfg.LogOutput = io.Discard
+	}
+	if client {
+		return yamux.Client(conn, cfg)
+	}
+	return yamux.Server(conn, cfg)
+}
+
+// muxLogger sends yamux's own log lines to slog at debug level: what they
+// report (a reset stream, a failed keepalive) also surfaces as an error
+// from the stream or session where it matters.
+type muxLogger struct{ log *slog.Logger }
+
+func (l muxLogger) Print(v ...any) { l.log.Debug(fmt.Sprint(v...), "subsystem", "yamux") }
+func (l muxLogger) Printf(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "subsystem", "yamux")
+}
+func (l muxLogger) Println(v ...any) { l.log.Debug(fmt.Sprint(v...), "subsystem", "yamux") }

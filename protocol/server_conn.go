@@ -1,0 +1,550 @@
+package protocol
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Per-request and per-stream limits of the agent.
+const (
+	// readDirPage bounds a readdir page so that it stays well below
+	// MaxMessageSize even with 255-byte names.
+	readDirPage        = 1024
+	defaultDialTimeout = 30 * time.Second
+	maxDialTimeout     = 5 * time.Minute
+)
+
+// serverConn is one helper transport attached to a session.
+type serverConn struct {
+	srv  *Server
+	sess *session
+	mux  *yamux.Session
+	ctrl *yamux.Stream
+	log  *slog.Logger
+
+	wmu      sync.Mutex // serializes control-stream frames
+	lastSeen atomic.Int64
+
+	mu      sync.Mutex
+	streams map[uint32]func() // data streams by yamux id: their abort
+	wg      sync.WaitGroup
+}
+
+// serve runs the control loop and the data-stream accept loop until the
+// transport ends, then tears down every data stream.
+func (c *serverConn) serve(ctx context.Context) error {
+	// Work for this transport (requests, dials) stops when it ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-c.mux.CloseChan()
+		cancel()
+	}()
+	stop := context.AfterFunc(ctx, func() { c.mux.Close() })
+	defer stop()
+	c.touch()
+	go c.watchKeepalive()
+	go c.acceptStreams(ctx)
+	err := c.serveControl(ctx)
+	c.mux.Close()
+	c.mu.Lock()
+	aborts := make([]func(), 0, len(c.streams))
+	for _, abort := range c.streams {
+		aborts = append(aborts, abort)
+	}
+	c.mu.Unlock()
+	for _, abort := range aborts {
+		abort()
+	}
+	c.wg.Wait()
+	if errors.Is(err, io.EOF) || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, errSessionClosed) {
+		return nil
+	}
+	return err
+}
+
+var errSessionClosed = errors.New("session closed by the helper")
+
+func (c *serverConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+// watchKeepalive drops the transport when the helper stays silent longer
+// than the keepalive timeout; the session then waits for a resume.
+func (c *serverConn) watchKeepalive() {
+	timeout := c.srv.keepaliveTimeout()
+	tick := time.NewTicker(timeout / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.mux.CloseChan():
+			return
+		case now := <-tick.C:
+			if idle := now.Sub(time.Unix(0, c.lastSeen.Load())); idle > timeout {
+				c.log.Warn("no traffic from the helper: dropping the transport", "idle", idle.Round(time.Millisecond))
+				c.mux.Close()
+				return
+			}
+		}
+	}
+}
+
+func (c *serverConn) serveControl(ctx context.Context) error {
+	sem := make(chan struct{}, c.srv.maxRequests())
+	defer func() {
+		// Wait for requests in flight (their context ends with the
+		// transport, closed by the deferred call below, which runs first).
+		for range cap(sem) {
+			sem <- struct{}{}
+		}
+	}()
+	defer c.mux.Close()
+	for {
+		body, err := readFrame(c.ctrl, MaxMessageSize)
+		if err != nil {
+			if errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrMalformed) {
+				c.log.Warn("protocol error on the control stream: dropping the transport", "err", err)
+			}
+			return err
+		}
+		c.touch()
+		var req Request
+		if err := json.Unmarshal(body, &req); err != nil {
+			c.log.Warn("protocol error on the control stream: dropping the transport", "err", err)
+			return fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		if err := req.validate(); err != nil {
+			c.respond(req.ID, nil, &RemoteError{Code: CodeBadRequest, Errno: syscall.EINVAL, Message: err.Error()})
+			continue
+		}
+		switch req.Op {
+		case OpPing:
+			c.respond(req.ID, Empty{}, nil)
+		case OpClose:
+			c.srv.mu.Lock()
+			c.sess.ended = true
+			c.srv.mu.Unlock()
+			c.respond(req.ID, Empty{}, nil)
+			return errSessionClosed
+		default:
+			select {
+			case sem <- struct{}{}:
+			case <-c.mux.CloseChan():
+				return yamux.ErrSessionShutdown
+			}
+			go func() {
+				defer func() { <-sem }()
+				c.handle(ctx, &req)
+			}()
+		}
+	}
+}
+
+// handle runs one request and writes its response.
+func (c *serverConn) handle(ctx context.Context, req *Request) {
+	if req.TimeoutMS > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond)
+		defer cancel()
+	}
+	result, err := c.dispatch(ctx, req)
+	if err != nil {
+		c.log.Debug("request failed", "op", req.Op, "err", err)
+	}
+	c.respond(req.ID, result, err)
+}
+
+func (c *serverConn) dispatch(ctx context.Context, req *Request) (any, error) {
+	h := c.srv.Handler
+	switch req.Op {
+	case OpEnv:
+		env, err := h.Env(ctx)
+		return EnvResult{Env: env}, err
+	case OpHostname:
+		name, err := h.Hostname(ctx)
+		return HostnameResult{Hostname: name}, err
+	case OpDNS:
+		var args DNSArgs
+		if err := parseArgs(req, &args); err != nil {
+			return nil, err
+		}
+		if len(args.Query) < dnsHeaderSize || len(args.Query) > MaxDatagramSize {
+			return nil, badRequest("a DNS query is 12 to 65535 bytes, got %d", len(args.Query))
+		}
+		answer, err := h.DNS(ctx, args.Query)
+		return DNSResult{Answer: answer}, err
+	case OpStat, OpLstat, OpReadlink:
+		var args PathArgs
+		if err := parseArgs(req, &args); err != nil {
+			return nil, err
+		}
+		if err := checkPath(args.Path); err != nil {
+			return nil, err
+		}
+		switch req.Op {
+		case OpStat:
+			fi, err := h.Stat(ctx, args.Path)
+			return StatResult{Info: fi}, err
+		case OpLstat:
+			fi, err := h.Lstat(ctx, args.Path)
+			return StatResult{Info: fi}, err
+		default:
+			target, err := h.Readlink(ctx, args.Path)
+			return ReadlinkResult{Target: target}, err
+		}
+	case OpReadDir:
+		var args ReadDirArgs
+		if err := parseArgs(req, &args); err != nil {
+			return nil, err
+		}
+		if err := checkPath(args.Path); err != nil {
+			return nil, err
+		}
+		if args.Offset < 0 {
+			return nil, badRequest("negative offset")
+		}
+		entries, err := h.ReadDir(ctx, args.Path)
+		if err != nil {
+			return nil, err
+		}
+		return readDirPageOf(entries, args.Offset), nil
+	case OpAbort:
+		var args AbortArgs
+		if err := parseArgs(req, &args); err != nil {
+			return nil, err
+		}
+		c.abortStream(args.Stream)
+		return Empty{}, nil
+	}
+	return nil, &RemoteError{Code: CodeUnknownOp, Errno: syscall.ENOSYS,
+		Message: fmt.Sprintf("this agent (protocol %d) has no operation %q", Version, req.Op)}
+}
+
+// readDirPageOf cuts the page at offset out of entries sorted by name.
+func readDirPageOf(entries []DirEntry, offset int) ReadDirResult {
+	if !sort.SliceIsSorted(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name }) {
+		sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	}
+	if offset > len(entries) {
+		offset = len(entries)
+	}
+	end := min(offset+readDirPage, len(entries))
+	res := ReadDirResult{Entries: entries[offset:end]}
+	if res.Entries == nil {
+		res.Entries = []DirEntry{}
+	}
+	if end < len(entries) {
+		res.Next = end
+	}
+	return res
+}
+
+const dnsHeaderSize = 12
+
+func parseArgs(req *Request, v any) error {
+	if len(req.Args) == 0 {
+		return badRequest("%s needs arguments", req.Op)
+	}
+	if err := json.Unmarshal(req.Args, v); err != nil {
+		return badRequest("%s arguments: %v", req.Op, err)
+	}
+	return nil
+}
+
+// checkPath accepts what the handler can resolve in the target's root:
+// absolute, clean enough to carry no NUL, valid UTF-8 (JSON strings are).
+func checkPath(p string) error {
+	switch {
+	case !path.IsAbs(p):
+		return badRequest("path %q is not absolute", p)
+	case !utf8.ValidString(p):
+		return &RemoteError{Errno: syscall.EILSEQ, Message: "path is not valid UTF-8"}
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] == 0 {
+			return badRequest("path contains NUL")
+		}
+	}
+	return nil
+}
+
+func badRequest(format string, args ...any) error {
+	return &RemoteError{Code: CodeBadRequest, Errno: syscall.EINVAL, Message: fmt.Sprintf(format, args...)}
+}
+
+// respond writes the response to request id. A result too large for one
+// frame turns into an E2BIG error rather than a broken session.
+func (c *serverConn) respond(id uint64, result any, err error) {
+	resp := Response{ID: id}
+	if err != nil {
+		resp.Error = WireError(err)
+	} else {
+		b, merr := json.Marshal(result)
+		if merr != nil {
+			resp.Error = WireError(merr)
+		} else {
+			resp.Result = b
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	werr := writeMessage(c.ctrl, resp, MaxMessageSize)
+	if errors.Is(werr, ErrMessageTooLarge) {
+		resp = Response{ID: id, Error: &Error{Errno: "E2BIG", Message: werr.Error()}}
+		werr = writeMessage(c.ctrl, resp, MaxMessageSize)
+	}
+	if werr != nil {
+		c.log.Debug("writing a response failed", "err", werr)
+		c.mux.Close()
+	}
+}
+
+// acceptStreams serves each data stream the helper opens.
+func (c *serverConn) acceptStreams(ctx context.Context) {
+	for {
+		st, err := c.mux.AcceptStream()
+		if err != nil {
+			return
+		}
+		c.touch()
+		ds := &dataStream{conn: c, st: st, done: make(chan struct{})}
+		if !c.register(ds) {
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				ds.refuse(&Error{Errno: "EMFILE", Message: fmt.Sprintf("more than %d streams in this session", c.srv.maxStreams())})
+			}()
+			continue
+		}
+		go func() {
+			defer c.wg.Done()
+			defer c.unregister(ds)
+			ds.serve(ctx)
+		}()
+	}
+}
+
+// register adds ds to the session's streams (and the wait group) unless
+// the session holds too many.
+func (c *serverConn) register(ds *dataStream) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.streams) >= c.srv.maxStreams() {
+		return false
+	}
+	c.streams[ds.st.StreamID()] = ds.abort
+	c.wg.Add(1)
+	return true
+}
+
+func (c *serverConn) unregister(ds *dataStream) {
+	c.mu.Lock()
+	delete(c.streams, ds.st.StreamID())
+	c.mu.Unlock()
+}
+
+func (c *serverConn) abortStream(id uint32) {
+	c.mu.Lock()
+	abort := c.streams[id]
+	c.mu.Unlock()
+	if abort != nil {
+		abort()
+	}
+}
+
+// dataStream is one helper-opened stream: a dial or an open.
+type dataStream struct {
+	conn *serverConn
+	st   *yamux.Stream
+
+	mu      sync.Mutex
+	closers []io.Closer // what abort closes besides st
+	aborted bool
+	done    chan struct{}
+}
+
+// abort tears the stream down now: the pod connection or file closes and
+// the helper's side sees the stream end.
+func (ds *dataStream) abort() {
+	ds.mu.Lock()
+	ds.aborted = true
+	closers := ds.closers
+	ds.closers = nil
+	ds.mu.Unlock()
+	for _, c := range closers {
+		c.Close()
+	}
+	ds.st.Close()
+}
+
+// onAbort registers c to be closed by abort, or closes it at once if the
+// stream was aborted already.
+func (ds *dataStream) onAbort(c io.Closer) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.aborted {
+		c.Close()
+		return false
+	}
+	ds.closers = append(ds.closers, c)
+	return true
+}
+
+func (ds *dataStream) refuse(e *Error) {
+	ds.st.SetWriteDeadline(time.Now().Add(helloTimeout))
+	writeMessage(ds.st, DialReply{Error: e}, MaxHeaderSize)
+	ds.st.Close()
+}
+
+func (ds *dataStream) serve(ctx context.Context) {
+	defer ds.st.Close()
+	ds.st.SetReadDeadline(time.Now().Add(helloTimeout))
+	var hdr StreamHeader
+	if err := readMessage(ds.st, &hdr, MaxHeaderSize); err != nil {
+		ds.conn.log.Debug("bad stream header", "err", err)
+		ds.refuse(&Error{Code: CodeBadRequest, Errno: "EINVAL", Message: err.Error()})
+		return
+	}
+	ds.st.SetReadDeadline(time.Time{})
+	switch hdr.Kind {
+	case StreamDial:
+		ds.serveDial(ctx, &hdr)
+	case StreamOpen:
+		ds.serveOpen(ctx, &hdr)
+	default:
+		ds.refuse(&Error{Code: CodeUnknownOp, Errno: "ENOSYS",
+			Message: fmt.Sprintf("this agent (protocol %d) has no stream kind %q", Version, hdr.Kind)})
+	}
+}
+
+func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
+	udp := false
+	switch hdr.Network {
+	case "tcp", "tcp4", "tcp6":
+	case "udp", "udp4", "udp6":
+		udp = true
+	default:
+		ds.refuse(&Error{Errno: "EPROTONOSUPPORT", Message: fmt.Sprintf("network %q is not tcp or udp", hdr.Network)})
+		return
+	}
+	timeout := defaultDialTimeout
+	if hdr.TimeoutMS > 0 {
+		timeout = min(time.Duration(hdr.TimeoutMS)*time.Millisecond, maxDialTimeout)
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	conn, err := ds.conn.srv.Handler.Dial(dctx, hdr.Network, hdr.Address)
+	cancel()
+	if err != nil {
+		ds.conn.log.Debug("dial failed", "network", hdr.Network, "address", hdr.Address, "err", err)
+		ds.refuse(WireError(err))
+		return
+	}
+	if !ds.onAbort(conn) {
+		return
+	}
+	defer conn.Close()
+	reply := DialReply{Local: conn.LocalAddr().String(), Remote: conn.RemoteAddr().String()}
+	if err := writeMessage(ds.st, reply, MaxHeaderSize); err != nil {
+		return
+	}
+	if udp {
+		pipeDatagrams(ds.st, conn)
+	} else {
+		pipeStream(ds.st, conn)
+	}
+}
+
+func (ds *dataStream) serveOpen(ctx context.Context, hdr *StreamHeader) {
+	if err := checkPath(hdr.Path); err != nil {
+		ds.refuse(WireError(err))
+		return
+	}
+	f, info, err := ds.conn.srv.Handler.Open(ctx, hdr.Path)
+	if err != nil {
+		ds.writeOpenError(err)
+		return
+	}
+	if !ds.onAbort(f) {
+		return
+	}
+	defer f.Close()
+	if err := writeMessage(ds.st, OpenReply{Info: &info}, MaxHeaderSize); err != nil {
+		return
+	}
+	if _, err := io.Copy(ds.st, f); err != nil {
+		ds.conn.log.Debug("sending a file ended early", "path", hdr.Path, "err", err)
+	}
+}
+
+func (ds *dataStream) writeOpenError(err error) {
+	ds.st.SetWriteDeadline(time.Now().Add(helloTimeout))
+	writeMessage(ds.st, OpenReply{Error: WireError(err)}, MaxHeaderSize)
+}
+
+// pipeStream copies both ways between a helper stream and a pod TCP
+// connection, passing half-closes on: EOF from the helper becomes
+// shutdown(SHUT_WR) on the pod socket and the pod's EOF becomes the
+// stream's FIN.
+func pipeStream(st *yamux.Stream, conn net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := io.Copy(conn, st)
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok && err == nil {
+			cw.CloseWrite()
+		} else {
+			conn.Close()
+		}
+	}()
+	io.Copy(st, conn)
+	st.Close()
+	<-done
+}
+
+// pipeDatagrams relays datagrams: on the stream each is a 2-byte
+// big-endian length and the payload; on the pod side each is one UDP
+// datagram of a connected socket.
+func pipeDatagrams(st *yamux.Stream, conn net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer conn.Close()
+		buf := make([]byte, MaxDatagramSize)
+		for {
+			n, err := readDatagram(st, buf)
+			if err != nil {
+				return
+			}
+			// A send error (ECONNREFUSED after an ICMP unreachable) loses
+			// this datagram, as it would for a local UDP socket.
+			conn.Write(buf[:n])
+		}
+	}()
+	buf := make([]byte, 2+MaxDatagramSize)
+	for {
+		n, err := conn.Read(buf[2:])
+		if err != nil {
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				continue
+			}
+			break
+		}
+		if err := writeDatagram(st, buf, n); err != nil {
+			break
+		}
+	}
+	st.Close()
+	<-done
+}
