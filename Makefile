@@ -30,7 +30,7 @@ APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox
 TEST_PACKAGES := postgresql-15 dash
 
 .PHONY: build doppel agent shim image images cluster cluster-down demo test test-unit \
-        test-e2e test-cluster-lifecycle lint schema deps clean
+        test-fuzz test-integration test-e2e test-cluster-lifecycle lint schema deps clean
 
 build: doppel agent
 
@@ -75,10 +75,24 @@ lint: deps
 test-unit: deps
 	$(GO) test -count=1 ./...
 
-# test: everything, as CI runs it. Unit tests first (fast), then the real
-# cluster, then the end-to-end suites, then the cluster lifecycle suite last
-# (it tears the cluster down and brings it back).
-test: lint test-unit cluster images image test-e2e test-cluster-lifecycle
+# test-fuzz: each fuzz target for a bounded time on its committed corpus.
+FUZZ_TIME ?= 20s
+FUZZ_TARGETS := ./protocol:FuzzDecode
+test-fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn ($$pkg) for $(FUZZ_TIME)"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=5s $$pkg || exit 1; done
+
+# test-integration: privileged tests (root): network namespaces play the pod,
+# real programs run under the layer.
+test-integration:
+	$(GO) test -count=1 -p 1 -tags integration -timeout 20m ./protocol/... ./agent/... ./helper/... ./layer/...
+
+# test: everything, as CI runs it. Unit tests first (fast), then fuzzing and
+# the privileged integration suites, then the real cluster, the end-to-end
+# suites, and the cluster lifecycle suite last (it tears the cluster down
+# and brings it back).
+test: lint test-unit test-fuzz test-integration cluster images image test-e2e test-cluster-lifecycle
 
 test-e2e:
 	$(GO) test -count=1 -p 1 -tags e2e -timeout 30m ./test/e2e/
