@@ -77,7 +77,7 @@ test-unit: deps
 
 # test-fuzz: each fuzz target for a bounded time on its committed corpus.
 FUZZ_TIME ?= 20s
-FUZZ_TARGETS := ./protocol:FuzzDecode
+FUZZ_TARGETS := ./protocol:FuzzDecode ./helper/config:FuzzParse
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "fuzz $$fn ($$pkg) for $(FUZZ_TIME)"; \
@@ -101,6 +101,11 @@ test-cluster-lifecycle:
 	@if [[ "$${DOPPEL_USE_EXISTING_CLUSTER:-}" == 1 ]]; then \
 	  echo "skipping the local cluster's lifecycle suite: DOPPEL_USE_EXISTING_CLUSTER=1"; \
 	else $(GO) test -count=1 -p 1 -tags e2e -timeout 20m ./test/e2e/lifecycle/; fi
+
+# schema: regenerate schema/doppel.schema.json from the config types (a unit
+# test fails when the committed file is stale).
+schema:
+	$(GO) run ./schema/gen
 
 clean:
 	rm -rf $(BIN)

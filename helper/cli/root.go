@@ -29,5 +29,6 @@ through the pod, reads the pod's files and receives the pod's incoming traffic.`
 	cmd.SetOut(deps.Streams.Out)
 	cmd.SetErr(deps.Streams.Err)
 	cmd.AddCommand(NewVersionCommand(deps))
+	cmd.AddCommand(NewExecCommand(deps))
 	return cmd
 }

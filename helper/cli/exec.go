@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/doppel-dev/doppel/helper/config"
+	"github.com/doppel-dev/doppel/helper/session"
+	"github.com/doppel-dev/doppel/internal/buildinfo"
+	"github.com/doppel-dev/doppel/layer"
+	"github.com/doppel-dev/doppel/layer/launcher"
+	"github.com/doppel-dev/doppel/layer/seccomp"
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// ExitError carries the exit status of the command `doppel exec` ran, which
+// becomes doppel's own.
+type ExitError struct{ Code int }
+
+func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+type execFlags struct {
+	configFile   string
+	agentAddress string
+	agentToken   string
+	overrides    config.Overrides
+}
+
+// NewExecCommand returns `doppel exec`.
+func NewExecCommand(deps Deps) *cobra.Command {
+	var f execFlags
+	cmd := &cobra.Command{
+		Use:   "exec [flags] -- COMMAND [ARGS...]",
+		Short: "Run a command as if it ran inside the target pod",
+		Long: `Run COMMAND under doppel's layer: it gets the target's environment, reaches
+cluster services and DNS through the target pod and reads the pod's files.
+Its exit status is doppel's.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExec(cmd.Context(), deps, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.StringVarP(&f.configFile, "config", "f", "", "configuration file (default: the one in .doppel/ or .mirrord/)")
+	fl.StringVar(&f.overrides.FSMode, "fs-mode", "", "file mode: read, write, local or localwithoverrides (feature.fs.mode)")
+	// Development: talk to an agent started by hand (`doppel-agent serve`).
+	fl.StringVar(&f.agentAddress, "agent-address", "", "connect to this agent instead of starting one")
+	fl.StringVar(&f.agentToken, "agent-token", "", "the session token the agent was started with")
+	fl.MarkHidden("agent-address")
+	fl.MarkHidden("agent-token")
+	return cmd
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path != "" {
+		return config.Load(path)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	found, err := config.Find(wd)
+	if err != nil {
+		return nil, err
+	}
+	if found == "" {
+		return config.Default(), nil
+	}
+	return config.Load(found)
+}
+
+func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, err := loadConfig(f.configFile)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Apply(f.overrides); err != nil {
+		return err
+	}
+	filter := seccomp.Options{UDP: cfg.Feature.Network.Outgoing.UDP, Files: cfg.Feature.FS.Mode != config.FSLocal}
+	warnings, err := seccomp.CheckKernel(filter)
+	if err != nil {
+		return fmt.Errorf("doppel cannot intercept programs on this machine: %w", err)
+	}
+	for _, w := range warnings {
+		deps.Logger.Warn(w)
+	}
+	if f.agentAddress == "" {
+		return fmt.Errorf("no agent: pass --agent-address and --agent-token of an agent started with `doppel-agent serve` (starting agents in a cluster comes with the Kubernetes integration)")
+	}
+	client, err := connectAgent(ctx, f.agentAddress, f.agentToken)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	host := config.LocalHostPaths()
+	host.Executable = args[0]
+	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: client, Log: deps.Logger, Host: host})
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+
+	sup := layer.NewSupervisor(sess.Handler(), layer.Options{
+		Filter: filter,
+		Log:    deps.Logger.With("part", "layer"),
+	})
+	defer sup.Close()
+	stdio := func(v any, fallback *os.File) *os.File {
+		if file, ok := v.(*os.File); ok {
+			return file
+		}
+		return fallback
+	}
+	tree, err := launcher.Start(ctx, launcher.Spec{Filter: sup.Filter()}, launcher.Command{
+		Path:           args[0],
+		Args:           args,
+		Env:            sess.Env(os.Environ()),
+		Stdin:          stdio(deps.Streams.In, os.Stdin),
+		Stdout:         stdio(deps.Streams.Out, os.Stdout),
+		Stderr:         stdio(deps.Streams.Err, os.Stderr),
+		ForwardSignals: true,
+	}, sup.Serve)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", args[0], err)
+	}
+	if code := tree.Wait(); code != 0 {
+		return ExitError{Code: code}
+	}
+	return nil
+}
+
+// connectAgent opens a session with an agent at address, failing before the
+// command starts when the agent cannot be reached.
+func connectAgent(ctx context.Context, address, token string) (*protocol.Client, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the agent at %s: %w", address, err)
+	}
+	info := protocol.ClientInfo{Version: buildinfo.Get().Version, PID: os.Getpid()}
+	if u, err := user.Current(); err == nil {
+		info.User = u.Username
+	}
+	info.Host, _ = os.Hostname()
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	client, err := protocol.Dial(hctx, conn, protocol.Hello{SessionID: uuid.NewString(), Token: token, Client: info})
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", address, err)
+	}
+	return client, nil
+}

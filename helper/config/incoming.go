@@ -1,0 +1,301 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/dlclark/regexp2"
+	"github.com/invopop/jsonschema"
+	"gopkg.in/yaml.v3"
+)
+
+// IncomingConfig decides what happens to the traffic that reaches the
+// target on the ports the local process listens on. In the file it is a
+// mode string, a boolean (true is "mirror", false is "off") or an object.
+type IncomingConfig struct {
+	// "mirror": the target keeps its traffic and the local process gets a copy (its responses
+	// are dropped). "steal": the local process gets the traffic instead of the target (all of
+	// it, or the HTTP requests that match http_filter). "off": no incoming traffic.
+	Mode IncomingMode `json:"mode"`
+
+	// Steal only the HTTP requests that match; the others go to the target unchanged. Use one
+	// of header_filter, path_filter, method_filter, all_of and any_of. Only used in steal mode.
+	HTTPFilter HTTPFilterConfig `json:"http_filter,omitzero"`
+
+	// Local ports that stand for other ports of the target: [[LOCAL, REMOTE], ...]. With
+	// [[9333, 80]], a process listening on 9333 gets the target's port 80 traffic.
+	PortMapping []PortPair `json:"port_mapping,omitempty"`
+
+	// Only these ports (after port_mapping) are mirrored or stolen; the others stay local.
+	// Cannot be used with ignore_ports.
+	Ports []Port `json:"ports,omitzero"`
+
+	// Ports never mirrored or stolen (health checks, metrics, debugger ports).
+	IgnorePorts []Port `json:"ignore_ports,omitempty"`
+
+	// Ports to really listen on locally: [[PORT, LOCAL_PORT], ...]. With [[80, 4480]], a
+	// process that listens on 80 gets the target's port 80 traffic and is reachable locally on
+	// 4480. Without an entry, doppel listens on the port itself, or on a free port if it is taken.
+	ListenPorts []PortPair `json:"listen_ports,omitempty"`
+
+	// Do not mirror or steal for sockets that listen on a loopback address only.
+	IgnoreLocalhost bool `json:"ignore_localhost"`
+
+	// When another session already steals the same port without a filter: "abort" (fail),
+	// "continue" (run without stealing that port) or "override" (take it over).
+	OnConcurrentSteal ConcurrentSteal `json:"on_concurrent_steal,omitempty"`
+}
+
+func (c *IncomingConfig) decodeNode(d *decoder, n *yaml.Node, path string) {
+	switch {
+	case isBool(n):
+		if on, _ := d.boolValue(n, path, ""); on {
+			c.Mode = IncomingMirror
+		} else {
+			c.Mode = IncomingOff
+		}
+	case isString(n):
+		d.decode(n, reflectValue(&c.Mode), joinKey(path, "mode"))
+	case n.Kind == yaml.MappingNode:
+		d.decodeStruct(n, reflectValue(c), path)
+	default:
+		d.typeError(n, path, `a mode ("mirror", "steal", "off"), a boolean or an object`)
+	}
+}
+
+// JSONSchemaExtend adds the boolean and mode shorthands.
+func (IncomingConfig) JSONSchemaExtend(s *jsonschema.Schema) {
+	withShorthands(s, &jsonschema.Schema{Type: "boolean"}, enumSchema(IncomingMode("").enumValues()))
+}
+
+// IncomingMode is how incoming traffic is handled.
+type IncomingMode string
+
+// The incoming modes.
+const (
+	IncomingMirror IncomingMode = "mirror"
+	IncomingSteal  IncomingMode = "steal"
+	IncomingOff    IncomingMode = "off"
+)
+
+func (IncomingMode) enumValues() []string { return []string{"mirror", "steal", "off"} }
+
+// JSONSchema lists the modes.
+func (m IncomingMode) JSONSchema() *jsonschema.Schema { return enumSchema(m.enumValues()) }
+
+// ConcurrentSteal is what to do when a port is already stolen by another session.
+type ConcurrentSteal string
+
+// The concurrent steal policies.
+const (
+	ConcurrentStealAbort    ConcurrentSteal = "abort"
+	ConcurrentStealContinue ConcurrentSteal = "continue"
+	ConcurrentStealOverride ConcurrentSteal = "override"
+)
+
+func (ConcurrentSteal) enumValues() []string { return []string{"abort", "continue", "override"} }
+
+// JSONSchema lists the policies.
+func (c ConcurrentSteal) JSONSchema() *jsonschema.Schema { return enumSchema(c.enumValues()) }
+
+// RemotePort is the target's port whose traffic a local listener on port
+// gets (port_mapping).
+func (c *IncomingConfig) RemotePort(local uint16) uint16 {
+	for _, m := range c.PortMapping {
+		if uint16(m[0]) == local {
+			return uint16(m[1])
+		}
+	}
+	return local
+}
+
+// Subscribes reports whether traffic to the target's port is mirrored or
+// stolen (mode, ports and ignore_ports).
+func (c *IncomingConfig) Subscribes(remote uint16) bool {
+	if c.Mode == IncomingOff || slices.Contains(c.IgnorePorts, Port(remote)) {
+		return false
+	}
+	return c.Ports == nil || slices.Contains(c.Ports, Port(remote))
+}
+
+// HTTPFilterConfig selects HTTP requests (HTTP/1 and HTTP/2, gRPC
+// included). Patterns are case-insensitive regular expressions with
+// look-around, as in mirrord.
+type HTTPFilterConfig struct {
+	// Steal requests with a header that matches, tested on "Name: value" lines, such as
+	// "^x-user: alice$" or "^baggage: .*session=42". "(?!...)" look-aheads are supported.
+	HeaderFilter string `json:"header_filter,omitempty"`
+
+	// Steal requests whose path matches, tested on the path without and with the query string:
+	// "^/api/", ".+user=alice.*".
+	PathFilter string `json:"path_filter,omitempty"`
+
+	// Steal requests with this method ("GET", "POST", ...; case-insensitive).
+	MethodFilter string `json:"method_filter,omitempty"`
+
+	// Steal requests that match every filter of the list.
+	AllOf []HTTPFilterRule `json:"all_of,omitzero"`
+
+	// Steal requests that match at least one filter of the list.
+	AnyOf []HTTPFilterRule `json:"any_of,omitzero"`
+
+	// Ports whose traffic is filtered. Defaults to every mirrored or stolen port (mirrord's
+	// default is 80 and 8080 only).
+	Ports PortList `json:"ports,omitempty"`
+}
+
+func (h *HTTPFilterConfig) decodeNode(d *decoder, n *yaml.Node, path string) {
+	if isBool(n) {
+		if on, _ := d.boolValue(n, path, ""); !on {
+			*h = HTTPFilterConfig{}
+		}
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, path, "an object")
+		return
+	}
+	d.decodeStruct(n, reflectValue(h), path)
+}
+
+// IsSet reports whether a filter is configured.
+func (h *HTTPFilterConfig) IsSet() bool {
+	return h.HeaderFilter != "" || h.PathFilter != "" || h.MethodFilter != "" || h.AllOf != nil || h.AnyOf != nil
+}
+
+// HTTPFilterRule is one filter of all_of or any_of: one of header, path or method.
+type HTTPFilterRule struct {
+	// A regular expression on "Name: value" header lines.
+	Header string `json:"header,omitempty"`
+	// A regular expression on the path (without and with the query string).
+	Path string `json:"path,omitempty"`
+	// An HTTP method.
+	Method string `json:"method,omitempty"`
+}
+
+// JSONSchemaExtend requires exactly one key.
+func (HTTPFilterRule) JSONSchemaExtend(s *jsonschema.Schema) {
+	s.OneOf = []*jsonschema.Schema{{Required: []string{"header"}}, {Required: []string{"path"}}, {Required: []string{"method"}}}
+}
+
+var httpMethod = regexp.MustCompile(`^[A-Za-z]+$`)
+
+// compileHTTPRegex checks a filter pattern with the engine the agent
+// matches with: regexp2 (backtracking, with look-around, like mirrord's
+// fancy-regex), case-insensitive.
+func compileHTTPRegex(pattern string) error {
+	if pattern == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	if len(pattern) > maxPattern {
+		return fmt.Errorf("regular expression longer than %d characters", maxPattern)
+	}
+	if _, err := regexp2.Compile(pattern, regexp2.IgnoreCase); err != nil {
+		return fmt.Errorf("invalid regular expression %q: %s", pattern, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	}
+	return nil
+}
+
+func (h *HTTPFilterConfig) validate(d *decoder, path string) {
+	var used []string
+	check := func(at, pattern string, isRegex bool) {
+		if isRegex {
+			if err := compileHTTPRegex(pattern); err != nil {
+				d.errorf(at, CodeValue, "%v", err)
+			}
+		} else if !httpMethod.MatchString(pattern) {
+			d.errorf(at, CodeValue, "invalid HTTP method %q", pattern)
+		}
+	}
+	for _, f := range []struct {
+		key     string
+		pattern string
+		regex   bool
+	}{{"header_filter", h.HeaderFilter, true}, {"path_filter", h.PathFilter, true}, {"method_filter", h.MethodFilter, false}} {
+		if f.pattern != "" || d.has(joinKey(path, f.key)) {
+			used = append(used, f.key)
+			check(joinKey(path, f.key), f.pattern, f.regex)
+		}
+	}
+	for _, list := range []struct {
+		key   string
+		rules []HTTPFilterRule
+	}{{"all_of", h.AllOf}, {"any_of", h.AnyOf}} {
+		if list.rules == nil {
+			continue
+		}
+		used = append(used, list.key)
+		at := joinKey(path, list.key)
+		if len(list.rules) == 0 {
+			d.errorf(at, CodeValue, "must not be empty")
+		}
+		for i, r := range list.rules {
+			rulePath := indexKey(at, i)
+			set := 0
+			for _, f := range []struct {
+				key, pattern string
+				regex        bool
+			}{{"header", r.Header, true}, {"path", r.Path, true}, {"method", r.Method, false}} {
+				if f.pattern != "" || d.has(joinKey(rulePath, f.key)) {
+					set++
+					check(joinKey(rulePath, f.key), f.pattern, f.regex)
+				}
+			}
+			if set != 1 {
+				d.errorf(rulePath, CodeValue, `needs exactly one of "header", "path" and "method"`)
+			}
+		}
+	}
+	if len(used) > 1 {
+		d.errorf(path, CodeConflict, "%s cannot be used together: use one, or combine them with all_of or any_of", joinAnd(used))
+	}
+}
+
+func (c *IncomingConfig) validate(d *decoder, target TargetPath) {
+	const path = "feature.network.incoming"
+	filterPath := path + ".http_filter"
+	c.HTTPFilter.validate(d, filterPath)
+	if c.HTTPFilter.IsSet() && c.Mode != IncomingSteal {
+		d.warnf(filterPath, CodeConflict, "is only used in steal mode; mode is %q", c.Mode)
+	}
+	if c.HTTPFilter.Ports != nil && !c.HTTPFilter.IsSet() {
+		d.warnf(filterPath+".ports", CodeConflict, "has no effect without a filter")
+	}
+	if c.Ports != nil && len(c.IgnorePorts) > 0 {
+		d.errorf(path+".ignore_ports", CodeConflict, "ports and ignore_ports cannot be used together")
+	}
+	checkPairs(d, path+".port_mapping", c.PortMapping, "local", "remote")
+	checkPairs(d, path+".listen_ports", c.ListenPorts, "requested", "local")
+	for i, m := range c.PortMapping {
+		if m[0] == m[1] {
+			d.warnf(indexKey(path+".port_mapping", i), CodeValue, "maps port %d to itself; a mapping is only needed when the local port differs", m[0])
+		}
+	}
+	if c.Mode == IncomingSteal && target.Kind == TargetTargetless {
+		d.errorf(path+".mode", CodeConflict, "steal needs a target; a targetless run has no traffic to steal")
+	}
+}
+
+// checkPairs rejects a port that appears twice on the same side.
+func checkPairs(d *decoder, path string, pairs []PortPair, first, second string) {
+	seen := [2]map[Port]int{{}, {}}
+	names := [2]string{first, second}
+	for i, p := range pairs {
+		for side := range 2 {
+			if j, dup := seen[side][p[side]]; dup {
+				d.errorf(indexKey(path, i), CodeConflict, "%s port %d is already mapped by entry %d", names[side], p[side], j)
+			}
+			seen[side][p[side]] = i
+		}
+	}
+}
+
+// joinAnd joins words as "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
+}
