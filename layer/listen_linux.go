@@ -1,0 +1,114 @@
+package layer
+
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// bind: bind(fd, addr, addrlen) on an IP socket, carried out by the
+// supervisor so that every bound port is known and the supervisor's own
+// privileges count for low ports. A port taken locally (EADDRINUSE), or one the
+// supervisor may not bind (EACCES), is replaced by an ephemeral one, and the
+// process keeps seeing the port it asked for through getsockname: in the pod
+// the port would have been free.
+func (s *Supervisor) bind(c *call) {
+	raw, requested, ok := c.readSockaddr(c.arg(1), c.arg(2))
+	if !ok || !c.valid() {
+		c.cont()
+		return
+	}
+	sock, ok := c.openSocket(c.arg(0))
+	if !ok {
+		c.cont()
+		return
+	}
+	defer sock.close()
+	err := sock.bind(raw)
+	rebound := false
+	if (err == unix.EADDRINUSE || err == unix.EACCES) && requested.Port() != 0 {
+		if err = sock.bind(withPort(raw, 0)); err == nil {
+			rebound = true
+			s.bound.put(sock.inode(), requested.Port())
+		}
+	}
+	if err != nil {
+		c.failWith(err)
+		return
+	}
+	if sock.typ == unix.SOCK_DGRAM {
+		actual := sock.localAddr()
+		s.h.Listening(c.id, UDP, netip.AddrPortFrom(actual.Addr(), requestedPort(requested, actual)), actual)
+	}
+	if rebound {
+		s.log.Debug("port taken locally: rebound", "requested", requested, "pid", c.id.PID)
+	}
+	c.ret(0)
+}
+
+// requestedPort is the port the process asked for, or the kernel's choice
+// when it asked for any.
+func requestedPort(requested, actual netip.AddrPort) uint16 {
+	if requested.Port() != 0 {
+		return requested.Port()
+	}
+	return actual.Port()
+}
+
+// listen: listen(fd, backlog) on a TCP socket, carried out by the supervisor
+// so that the listening address (auto-bound ports too) reaches the Handler
+// before the process can accept.
+func (s *Supervisor) listen(c *call) {
+	sock, ok := c.openSocket(c.arg(0))
+	if !ok {
+		c.cont()
+		return
+	}
+	defer sock.close()
+	if sock.typ != unix.SOCK_STREAM {
+		c.cont()
+		return
+	}
+	if err := unix.Listen(sock.fd, int(int32(c.arg(1)))); err != nil {
+		c.failWith(err)
+		return
+	}
+	actual := sock.localAddr()
+	requested := actual
+	if port, ok := s.bound.get(sock.inode()); ok {
+		requested = netip.AddrPortFrom(actual.Addr(), port)
+	}
+	s.h.Listening(c.id, TCP, requested, actual)
+	c.ret(0)
+}
+
+// getsockname answers with the requested port for rebound sockets.
+func (s *Supervisor) getsockname(c *call) {
+	if s.bound.empty() {
+		c.cont()
+		return
+	}
+	sock, ok := c.openSocket(c.arg(0))
+	if !ok {
+		c.cont()
+		return
+	}
+	defer sock.close()
+	port, ok := s.bound.get(sock.inode())
+	if !ok {
+		c.cont()
+		return
+	}
+	name, err := sock.name()
+	if err != nil {
+		c.cont()
+		return
+	}
+	if err := c.writeSockaddr(c.arg(1), c.arg(2), withPort(name, port)); err != nil {
+		if err != errGone {
+			c.fail(unix.EFAULT)
+		}
+		return
+	}
+	c.ret(0)
+}

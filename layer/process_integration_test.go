@@ -1,0 +1,104 @@
+//go:build integration && linux
+
+package layer_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/doppel-dev/doppel/layer/launcher"
+)
+
+// TestThreadsAndChildren: calls from other threads and from child processes
+// are covered too.
+func TestThreadsAndChildren(t *testing.T) {
+	requireRoot(t)
+	srv := httpServer(t, "server")
+	h := newHandler()
+	h.redirect(remoteHTTP, srv)
+	probe := buildProbe(t, "static")
+	r := run(t, h, runOpts{}, probe, "threads", remoteHTTP.String(), "8")
+	if got := strings.Count(r.stdout, "peer="+remoteHTTP.String()+" body=hello from server"); got != 8 {
+		t.Errorf("%d of 8 threads redirected", got)
+	}
+	r = run(t, h, runOpts{}, probe, "child", remoteHTTP.String())
+	wantContains(t, "child", r.stdout, "peer="+remoteHTTP.String()+" body=hello from server")
+	r = run(t, h, runOpts{}, "/bin/sh", "-c", "(exec "+probe+" http "+remoteHTTP.String()+") & wait")
+	wantContains(t, "grandchild", r.stdout, "peer="+remoteHTTP.String()+" body=hello from server")
+}
+
+// TestRefusedSyscalls: i386 and x32 syscalls and io_uring_setup get ENOSYS.
+func TestRefusedSyscalls(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(t.TempDir(), "legacy")
+	if b, err := exec.Command(requireTool(t, "gcc"), "-O1", "-o", bin, "testdata/legacy.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, b)
+	}
+	// Without the filter the i386 getpid answers (where IA32 emulation is
+	// on): the filter is what refuses it.
+	bare, _ := exec.Command(bin).Output()
+	t.Logf("without the filter: %s", bare)
+	r := run(t, newHandler(), runOpts{}, bin)
+	wantContains(t, "output", r.stdout, "int80=-38\n", "x32=-38\n", fmt.Sprintf("io_uring=-1 errno=%d\n", syscall.ENOSYS))
+}
+
+func TestExitStatus(t *testing.T) {
+	requireRoot(t)
+	probe := buildProbe(t, "static")
+	if r := run(t, newHandler(), runOpts{}, probe, "exit", "42"); r.code != 42 {
+		t.Errorf("exit code %d, want 42", r.code)
+	}
+	if r := run(t, newHandler(), runOpts{}, "/bin/sh", "-c", "kill -TERM $$"); r.code != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit code %d, want %d", r.code, 128+int(syscall.SIGTERM))
+	}
+	if r := run(t, newHandler(), runOpts{}, "/nonexistent/program"); r.code != 127 {
+		t.Errorf("exit code %d for a missing program, want 127", r.code)
+	}
+}
+
+// TestSignalForwarded: SIGINT sent to the helper reaches the command.
+func TestSignalForwarded(t *testing.T) {
+	requireRoot(t)
+	probe := buildProbe(t, "static")
+	r := run(t, newHandler(), runOpts{forwardSignals: true, started: func(tree *launcher.Tree) {
+		go func() {
+			time.Sleep(300 * time.Millisecond) // let the probe set up its handler
+			syscall.Kill(os.Getpid(), syscall.SIGINT)
+		}()
+	}}, probe, "waitsig")
+	if r.code != 7 || !strings.Contains(r.stdout, "got=interrupt") {
+		t.Errorf("exit %d, output %q: SIGINT did not reach the command", r.code, r.stdout)
+	}
+}
+
+// TestTreeEnded: what the command leaves running is ended when it exits.
+func TestTreeEnded(t *testing.T) {
+	requireRoot(t)
+	probe := buildProbe(t, "static")
+	for _, argv := range [][]string{
+		{probe, "spawn"},
+		{"/bin/sh", "-c", "sleep 1000 & echo grandchild=$!"},
+		{"/bin/sh", "-c", "(sh -c 'sleep 1000 & echo grandchild=$!' &) ; sleep 0.2"},
+	} {
+		r := run(t, newHandler(), runOpts{}, argv...)
+		_, after, ok := strings.Cut(r.stdout, "grandchild=")
+		if !ok {
+			t.Fatalf("%v: no grandchild pid in %q", argv, r.stdout)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(after, "\n", 2)[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, 0); err == nil {
+			state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			t.Errorf("%v: grandchild %d still exists: %s", argv, pid, state)
+		}
+	}
+}

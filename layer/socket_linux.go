@@ -1,0 +1,168 @@
+package layer
+
+import (
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// socket is the supervisor's duplicate of a process's socket (pidfd_getfd):
+// the same open file description, so what the supervisor does to it — connect,
+// bind, listen, send — the process's socket does.
+type socket struct {
+	fd     int
+	family int
+	typ    int // SOCK_STREAM, SOCK_DGRAM, ...
+}
+
+// openSocket duplicates fd of the caller. ok is false when fd is not an
+// AF_INET/AF_INET6 stream or datagram socket, or no longer exists: the call
+// then continues and the kernel gives the process its own answer.
+func (c *call) openSocket(fd uint64) (s socket, ok bool) {
+	n, err := c.proc.getFD(int(int32(fd)))
+	if err != nil {
+		return s, false
+	}
+	s.fd = n
+	if s.family, err = unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil {
+		s.typ, err = unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_TYPE)
+	}
+	if err != nil || (s.family != afInet && s.family != afInet6) || (s.typ != unix.SOCK_STREAM && s.typ != unix.SOCK_DGRAM) {
+		unix.Close(n)
+		return s, false
+	}
+	return s, true
+}
+
+func (s socket) close() { unix.Close(s.fd) }
+
+func (s socket) proto() Proto {
+	if s.typ == unix.SOCK_DGRAM {
+		return UDP
+	}
+	return TCP
+}
+
+// inode identifies the socket across fds and processes.
+func (s socket) inode() uint64 {
+	var st unix.Stat_t
+	if unix.Fstat(s.fd, &st) != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+func (s socket) v6only() bool {
+	if s.family != afInet6 {
+		return false
+	}
+	v, err := unix.GetsockoptInt(s.fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+	return err == nil && v != 0
+}
+
+// sockaddrSyscall runs connect or bind with raw sockaddr bytes.
+func (s socket) sockaddrSyscall(nr uintptr, sa []byte) error {
+	_, _, e := unix.Syscall(nr, uintptr(s.fd), uintptr(unsafe.Pointer(&sa[0])), uintptr(len(sa)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// connect connects to sa. A blocking connect interrupted by one of the
+// supervisor's signals goes on in the kernel: wait for it to finish.
+func (s socket) connect(sa []byte) error {
+	err := s.sockaddrSyscall(unix.SYS_CONNECT, sa)
+	if err != unix.EINTR {
+		return err
+	}
+	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLOUT}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			break
+		}
+	}
+	v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if v != 0 {
+		return unix.Errno(v)
+	}
+	return nil
+}
+
+func (s socket) bind(sa []byte) error { return s.sockaddrSyscall(unix.SYS_BIND, sa) }
+
+// name returns the raw local address (getsockname).
+func (s socket) name() ([]byte, error) {
+	var buf [maxSockaddr]byte
+	l := uint32(len(buf))
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(s.fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)))
+	if e != 0 {
+		return nil, e
+	}
+	return buf[:min(int(l), len(buf))], nil
+}
+
+func (s socket) localAddr() netip.AddrPort {
+	b, err := s.name()
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := decodeSockaddr(b)
+	return ap
+}
+
+// sendmsg sends data (and control messages) to sa, returning the count.
+func (s socket) sendmsg(data, control, sa []byte, flags int) (int, error) {
+	var msg unix.Msghdr
+	var iov unix.Iovec
+	if len(data) > 0 {
+		iov.Base = &data[0]
+		iov.SetLen(len(data))
+		msg.Iov = &iov
+		msg.Iovlen = 1
+	}
+	if len(control) > 0 {
+		msg.Control = &control[0]
+		msg.SetControllen(len(control))
+	}
+	if len(sa) > 0 {
+		msg.Name = &sa[0]
+		msg.Namelen = uint32(len(sa))
+	}
+	for {
+		n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags|unix.MSG_NOSIGNAL))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), nil
+	}
+}
+
+// writeSockaddr answers getpeername/getsockname: it copies sa into the
+// process's buffer, truncated to the length the process gave, and stores the
+// full length, as the kernel does.
+func (c *call) writeSockaddr(addr, lenAddr uint64, sa []byte) error {
+	var lb [4]byte
+	if err := c.read(lenAddr, lb[:]); err != nil {
+		return err
+	}
+	have := int(int32(*(*uint32)(unsafe.Pointer(&lb[0]))))
+	if have < 0 {
+		return unix.EINVAL
+	}
+	if !c.valid() {
+		return errGone
+	}
+	if err := c.write(addr, sa[:min(have, len(sa))]); err != nil {
+		return err
+	}
+	*(*uint32)(unsafe.Pointer(&lb[0])) = uint32(len(sa))
+	return c.write(lenAddr, lb[:])
+}
