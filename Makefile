@@ -32,13 +32,18 @@ TEST_PACKAGES := postgresql-15 dash
 .PHONY: build doppel agent shim image images cluster cluster-down demo test test-unit \
         test-fuzz test-integration test-e2e test-cluster-lifecycle lint schema deps clean
 
-build: doppel agent
+build: doppel agent shim
 
 doppel:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/doppel ./helper
 
 agent:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/doppel-agent ./agent
+
+# shim: libdoppel.so, the preload library for launches where only the
+# environment can be set (IDE debug sessions).
+shim:
+	$(MAKE) -C layer/shim OUT=$(CURDIR)/$(BIN)/libdoppel.so
 
 # image: the agent image, as a tarball anyone can `docker load`, and imported
 # into the local cluster when it runs.

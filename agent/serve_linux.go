@@ -31,6 +31,7 @@ const (
 func serve(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	pid := fs.Int("target-pid", 0, "PID of the target container's process (as the agent sees it)")
+	containerID := fs.String("target-container-id", "", "ID of the target container (RUNTIME://ID from the pod status); the agent finds its PID under /proc (needs hostPID)")
 	listen := fs.String("listen", "127.0.0.1:0", "TCP address to listen on for helpers")
 	var hashes tokenHashes
 	fs.Var(&hashes, "token-sha256", "SHA-256 of an accepted session token, 64 hex digits (repeat or comma-separate for several)")
@@ -52,8 +53,11 @@ func serve(args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	switch {
-	case *pid <= 0:
-		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --target-pid")
+	case *pid > 0 && *containerID != "":
+		fmt.Fprintln(os.Stderr, "doppel-agent: --target-pid and --target-container-id exclude each other")
+		return exitUsage
+	case *pid <= 0 && *containerID == "":
+		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --target-pid or --target-container-id")
 		return exitUsage
 	case len(hashes) == 0:
 		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --token-sha256")
@@ -63,6 +67,17 @@ func serve(args []string) int {
 		return exitUsage
 	}
 
+	if *containerID != "" {
+		found, err := target.FindContainer("/proc", *containerID)
+		if err != nil {
+			log.Error("cannot find the target container", "container_id", *containerID, "err", err)
+			// Kubernetes shows the end of the log as the termination message.
+			fmt.Fprintf(os.Stderr, "doppel-agent: %v\n", err)
+			return exitFailed
+		}
+		*pid = found
+		log.Info("found the target container", "container_id", *containerID, "pid", found)
+	}
 	t, err := target.Open(*pid)
 	if err != nil {
 		log.Error("cannot attach to the target", "pid", *pid, "err", err)

@@ -30,6 +30,7 @@ type execFlags struct {
 	configFile   string
 	agentAddress string
 	agentToken   string
+	reportListen string
 	overrides    config.Overrides
 }
 
@@ -54,8 +55,11 @@ Its exit status is doppel's.`,
 	// Development: talk to an agent started by hand (`doppel-agent serve`).
 	fl.StringVar(&f.agentAddress, "agent-address", "", "connect to this agent instead of starting one")
 	fl.StringVar(&f.agentToken, "agent-token", "", "the session token the agent was started with")
+	// Tests: where the command listens, as JSON lines (see listenReport).
+	fl.StringVar(&f.reportListen, "report-listen", "", "write each port the command listens on to this file, one JSON object a line")
 	fl.MarkHidden("agent-address")
 	fl.MarkHidden("agent-token")
+	fl.MarkHidden("report-listen")
 	return cmd
 }
 
@@ -99,6 +103,15 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	if f.agentAddress == "" {
 		return fmt.Errorf("no agent: pass --agent-address and --agent-token of an agent started with `doppel-agent serve` (starting agents in a cluster comes with the Kubernetes integration)")
 	}
+	var onListen func(session.ListenPort)
+	if f.reportListen != "" {
+		report, err := newListenReport(f.reportListen)
+		if err != nil {
+			return err
+		}
+		defer report.Close()
+		onListen = report.add
+	}
 	client, err := connectAgent(ctx, f.agentAddress, f.agentToken)
 	if err != nil {
 		return err
@@ -107,7 +120,7 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 
 	host := config.LocalHostPaths()
 	host.Executable = args[0]
-	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: client, Log: deps.Logger, Host: host})
+	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: client, Log: deps.Logger, Host: host, OnListen: onListen})
 	if err != nil {
 		return err
 	}
