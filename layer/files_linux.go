@@ -59,50 +59,87 @@ var fileCalls = map[int]fileCall{
 	seccomp.SysReadlinkat: {0, 1, -1, false},
 }
 
-// file answers the open, stat, access and readlink families. It returns
-// false for calls it does not know, which the caller continues.
-func (s *Supervisor) file(c *call, nr int) bool {
-	fc, ok := fileCalls[nr]
-	if !ok {
-		return false
+// fileArgs are the decoded arguments of a file call.
+type fileArgs struct {
+	path   string
+	follow bool
+	flags  int // open flags (0 for the stat family)
+	open   bool
+}
+
+// write reports whether an open may write or create.
+func (a fileArgs) write() bool {
+	return a.open && a.flags&(unix.O_WRONLY|unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC|unix.O_APPEND) != 0
+}
+
+// fileArgs decodes a file call. known is false for calls that are not file
+// calls; ok is false when the call should simply continue (an fd
+// operation, a path that cannot be read, a caller that is gone).
+func (c *call) fileArgs(nr int) (a fileArgs, known, ok bool) {
+	fc, known := fileCalls[nr]
+	if !known {
+		return a, false, false
 	}
 	dirfd := int32(atFdcwd)
 	if fc.dirfd >= 0 {
 		dirfd = int32(c.arg(fc.dirfd))
 	}
-	follow := fc.follow
+	a.follow = fc.follow
 	if fc.flagsArg >= 0 && int(c.arg(fc.flagsArg))&unix.AT_SYMLINK_NOFOLLOW != 0 {
-		follow = false
+		a.follow = false
 	}
-	path, ok := c.pathArg(dirfd, c.arg(fc.path))
+	a.path, ok = c.pathArg(dirfd, c.arg(fc.path))
 	if !ok || !c.valid() {
-		c.cont()
-		return true
+		return a, true, false
 	}
 	switch nr {
-	case seccomp.SysOpen, seccomp.SysOpenat, seccomp.SysOpenat2:
-		s.open(c, nr, path)
+	case seccomp.SysOpen:
+		a.open, a.flags = true, int(int32(c.arg(1)))
+	case seccomp.SysOpenat:
+		a.open, a.flags = true, int(int32(c.arg(2)))
+	case seccomp.SysOpenat2:
+		var b [8]byte // struct open_how starts with __u64 flags
+		if c.read(c.arg(2), b[:]) != nil {
+			return a, true, false
+		}
+		a.open, a.flags = true, int(*(*uint64)(unsafe.Pointer(&b[0])))
+	}
+	return a, true, true
+}
+
+// quickFile answers a file call on the receive loop when the handler can
+// decide it without I/O (most opens are of local files). It returns false
+// when the call still needs answering.
+func (s *Supervisor) quickFile(c *call, a fileArgs) bool {
+	q, ok := s.h.(QuickFiles)
+	if !ok {
+		return false
+	}
+	action, errno, decided := q.QuickFile(c.id, a.path, a.write())
+	if !decided {
+		return false
+	}
+	switch action {
+	case FileErrno:
+		c.fail(errno)
+	case FilePassthrough:
+		c.cont()
 	default:
-		s.stat(c, nr, path, follow)
+		return false
 	}
 	return true
 }
 
-func (s *Supervisor) open(c *call, nr int, path string) {
-	var flags int
-	switch nr {
-	case seccomp.SysOpen:
-		flags = int(int32(c.arg(1)))
-	case seccomp.SysOpenat:
-		flags = int(int32(c.arg(2)))
-	case seccomp.SysOpenat2:
-		var b [8]byte // struct open_how starts with __u64 flags
-		if c.read(c.arg(2), b[:]) != nil {
-			c.cont()
-			return
-		}
-		flags = int(*(*uint64)(unsafe.Pointer(&b[0])))
+// file answers the open, stat, access and readlink families.
+func (s *Supervisor) file(c *call, a fileArgs) {
+	if a.open {
+		s.open(c, a.path, a.flags)
+	} else {
+		s.stat(c, a.path, a.follow)
 	}
+}
+
+func (s *Supervisor) open(c *call, path string, flags int) {
 	v := s.h.Open(s.ctx, c.id, path, flags)
 	switch v.Action {
 	case FileErrno:
@@ -126,7 +163,8 @@ func (s *Supervisor) open(c *call, nr int, path string) {
 	}
 }
 
-func (s *Supervisor) stat(c *call, nr int, path string, follow bool) {
+func (s *Supervisor) stat(c *call, path string, follow bool) {
+	nr := int(c.n.Data.Nr)
 	v := s.h.Stat(s.ctx, c.id, path, follow)
 	switch v.Action {
 	case FileErrno:

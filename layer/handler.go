@@ -155,3 +155,14 @@ type Handler interface {
 	// readlink).
 	Stat(ctx context.Context, p Process, path string, follow bool) StatVerdict
 }
+
+// QuickFiles is an optional Handler extension for the hot path: a decision
+// about a path that needs no I/O, taken on the receive loop itself. Most
+// opens of a program (its libraries, its own files) stay local; answering
+// them there saves handing each one to a goroutine (measured: 77-100 µs
+// per trapped openat that way, against ~24 µs answered on the loop).
+// decided=false sends the call to Open or Stat as usual; only
+// FilePassthrough and FileErrno can be decided quickly.
+type QuickFiles interface {
+	QuickFile(p Process, path string, write bool) (action FileAction, errno syscall.Errno, decided bool)
+}

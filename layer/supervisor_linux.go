@@ -210,10 +210,22 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		c.cont()
 		return
 	}
+	fa, isFile, ok := c.fileArgs(nr)
+	if isFile && (!ok || s.quickFile(c, fa)) {
+		if !ok {
+			c.cont()
+		}
+		p.release()
+		return
+	}
 	work.Add(1)
 	go func() {
 		defer work.Done()
 		defer p.release()
+		if isFile {
+			s.file(c, fa)
+			return
+		}
 		s.handle(c, nr)
 	}()
 }
@@ -237,8 +249,6 @@ func (s *Supervisor) handle(c *call, nr int) {
 	case seccomp.SysGetsockname:
 		s.getsockname(c)
 	default:
-		if !s.file(c, nr) {
-			c.cont()
-		}
+		c.cont()
 	}
 }

@@ -182,3 +182,18 @@ func (h *handler) Stat(ctx context.Context, p layer.Process, path string, follow
 	}
 	return v
 }
+
+var _ layer.QuickFiles = (*handler)(nil)
+
+// QuickFile decides local and not-found paths on the layer's receive loop:
+// the rules are pure, and most of a program's opens are local.
+func (h *handler) QuickFile(p layer.Process, path string, write bool) (layer.FileAction, syscall.Errno, bool) {
+	decision, _ := h.decide(path, write)
+	switch decision {
+	case config.FileLocal:
+		return layer.FilePassthrough, 0, true
+	case config.FileNotFound:
+		return layer.FileErrno, syscall.ENOENT, true
+	}
+	return 0, 0, false
+}
