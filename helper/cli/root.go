@@ -30,5 +30,7 @@ through the pod, reads the pod's files and receives the pod's incoming traffic.`
 	cmd.SetErr(deps.Streams.Err)
 	cmd.AddCommand(NewVersionCommand(deps))
 	cmd.AddCommand(NewExecCommand(deps))
+	cmd.AddCommand(NewLsCommand(deps))
+	cmd.AddCommand(NewCleanupCommand(deps))
 	return cmd
 }

@@ -1,0 +1,547 @@
+package kube
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/doppel-dev/doppel/helper/config"
+	"github.com/doppel-dev/doppel/internal/buildinfo"
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// Labels and annotations of agent Jobs and pods. They are what reuse and
+// `doppel cleanup` select on.
+const (
+	AgentName = "doppel-agent"
+	// LabelName is app.kubernetes.io/name=doppel-agent on every agent.
+	LabelName = "app.kubernetes.io/name"
+	// LabelTargetPod holds the target pod's UID: unique across namespaces
+	// and short enough for a label value, unlike namespace/name.
+	LabelTargetPod = "doppel.dev/target-pod"
+	// LabelUser holds the creator's Kubernetes user name, made a valid
+	// label value (AnnotationUser has it verbatim).
+	LabelUser = "doppel.dev/user"
+	// AnnotationTarget is "NAMESPACE/POD/CONTAINER", for people.
+	AnnotationTarget = "doppel.dev/target"
+	AnnotationUser   = "doppel.dev/user"
+	// AnnotationPort is the agent's listen port in its pod.
+	AnnotationPort = "doppel.dev/port"
+)
+
+// AgentPort is the port the agent listens on, on the loopback of its own
+// pod: nothing else shares that network namespace, so a fixed port is
+// safe, and the API server's port-forward is the only way in.
+const AgentPort = 7463
+
+// AgentContainer is the agent's container name in its pod.
+const AgentContainer = "agent"
+
+// DefaultImage is the agent image of this doppel build.
+func DefaultImage() string { return "doppel-agent:" + buildinfo.Get().Version }
+
+// AgentOptions describe the agent to start.
+type AgentOptions struct {
+	// Target is the resolved target; a targetless one gets an agent that
+	// only lends its own pod's network and DNS.
+	Target *Target
+	// Config is the config's "agent" section (image, namespace, pull
+	// policy, resources, tolerations, timeouts…).
+	Config config.AgentConfig
+	// TokenHash authorizes the session (protocol.HashToken of its token).
+	TokenHash protocol.TokenHash
+	// User labels the agent (Client.Username); cleanup selects on it.
+	User string
+	// Progress, if set, receives each step of the start, in order.
+	Progress func(Progress)
+}
+
+// Progress is one step of starting an agent, for people.
+type Progress struct {
+	Step    string        `json:"step"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+func (p Progress) String() string {
+	return fmt.Sprintf("%s (%.1fs)", p.Step, p.Elapsed.Seconds())
+}
+
+// Agent is a running agent a session can connect to.
+type Agent struct {
+	Namespace string
+	Job       string // "" for an ephemeral agent (later)
+	Pod       string
+	Node      string
+	Port      int
+	Image     string
+
+	client *Client
+}
+
+// StartAgent creates an agent Job next to the target (on its node, in
+// agent.namespace or the target's namespace) and waits until the agent
+// container runs. It fails fast, with what to do, when the image cannot
+// be pulled, the pod cannot be scheduled or is rejected by pod security
+// admission, or RBAC forbids a step; the Job is then deleted. Connect
+// (or Dial) reaches the agent afterwards.
+func (c *Client) StartAgent(ctx context.Context, opts AgentOptions) (*Agent, error) {
+	if opts.Target == nil {
+		return nil, errors.New("kube: StartAgent needs a target")
+	}
+	if opts.Config.Ephemeral {
+		return nil, errorf(ReasonUnsupported, nil, "ephemeral agents (agent.ephemeral) are not supported yet: remove the setting to run the agent as a Job")
+	}
+	start := time.Now()
+	last := ""
+	step := func(s string) {
+		if s != last && opts.Progress != nil {
+			opts.Progress(Progress{Step: s, Elapsed: time.Since(start)})
+		}
+		last = s
+	}
+	job, err := AgentJob(opts)
+	if err != nil {
+		return nil, err
+	}
+	ns := job.Namespace
+	timeout := opts.Config.StartupTimeoutDuration()
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	if err := c.checkPodSecurity(ctx, ns, opts.Target.Targetless(), opts.Config.Privileged); err != nil {
+		return nil, err
+	}
+	step("creating agent job")
+	created, err := c.Clientset.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
+	if err != nil {
+		return nil, explain(err, "create", "jobs.batch", ns)
+	}
+	a := &Agent{Namespace: ns, Job: created.Name, Port: AgentPort, Image: job.Spec.Template.Spec.Containers[0].Image, client: c}
+	pod, err := c.waitAgent(ctx, created, a.Image, step, timeout)
+	if err != nil {
+		// A failed start leaves nothing behind.
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = a.Delete(dctx)
+		dcancel()
+		return nil, err
+	}
+	a.Pod, a.Node = pod.Name, pod.Spec.NodeName
+	step("agent running")
+	return a, nil
+}
+
+// AgentJob builds the agent's Job (exported for tests and `--dry-run`
+// style inspection).
+func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
+	t, cfg := opts.Target, opts.Config
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = t.Namespace
+	}
+	image := cfg.Image
+	if image == "" {
+		image = DefaultImage()
+	}
+	labels := map[string]string{}
+	maps.Copy(labels, cfg.Labels)
+	labels[LabelName] = AgentName
+	labels["app.kubernetes.io/managed-by"] = "doppel"
+	if opts.User != "" {
+		labels[LabelUser] = UserLabel(opts.User)
+	}
+	annotations := map[string]string{}
+	maps.Copy(annotations, cfg.Annotations)
+	// A mesh proxy in the agent pod would intercept the port-forward and
+	// the agent's own traffic.
+	annotations["sidecar.istio.io/inject"] = "false"
+	annotations["linkerd.io/inject"] = "disabled"
+	annotations[AnnotationPort] = strconv.Itoa(AgentPort)
+	if opts.User != "" {
+		annotations[AnnotationUser] = opts.User
+	}
+	args := []string{"serve",
+		"--listen", "127.0.0.1:" + strconv.Itoa(AgentPort),
+		"--token-sha256", opts.TokenHash.String(),
+	}
+	if s := cfg.StartupTimeoutDuration(); s > 0 {
+		args = append(args, "--startup-timeout", s.String())
+	}
+	if s := cfg.CommunicationTimeoutDuration(); s > 0 {
+		args = append(args, "--idle-timeout", s.String())
+	}
+	spec := corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		TerminationGracePeriodSeconds: ptrTo(int64(5)),
+		// The agent never calls the API server.
+		AutomountServiceAccountToken: ptrTo(false),
+		EnableServiceLinks:           ptrTo(false),
+		ServiceAccountName:           cfg.ServiceAccount,
+		Tolerations:                  tolerations(cfg.Tolerations),
+	}
+	for _, s := range cfg.ImagePullSecrets {
+		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s.Name})
+	}
+	ctr := corev1.Container{
+		Name:                     AgentContainer,
+		Image:                    image,
+		ImagePullPolicy:          corev1.PullPolicy(cfg.ImagePullPolicy),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+	if t.Targetless() {
+		// The agent is its own target: PID 1 of its pod, whose network and
+		// DNS the session uses. No host access, no capabilities.
+		args = append(args, "--target-pid", "1")
+		spec.NodeSelector = cfg.NodeSelector
+		annotations[AnnotationTarget] = t.Namespace + "/targetless"
+	} else {
+		args = append(args, "--target-container-id", t.ContainerID)
+		labels[LabelTargetPod] = t.PodUID
+		annotations[AnnotationTarget] = t.Namespace + "/" + t.Pod + "/" + t.Container
+		spec.HostPID = true
+		// Through the scheduler (not nodeName) so that an impossible
+		// placement surfaces as Unschedulable with its reason.
+		spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{{
+					Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{t.Node},
+				}}}},
+			},
+		}}
+		ctr.SecurityContext = &corev1.SecurityContext{
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}},
+		}
+		if cfg.Privileged {
+			ctr.SecurityContext.Privileged = ptrTo(true)
+		}
+	}
+	ctr.Args = args
+	if cfg.Resources != nil {
+		var err error
+		if ctr.Resources.Requests, err = resourceList(cfg.Resources.Requests); err != nil {
+			return nil, fmt.Errorf("agent.resources.requests: %w", err)
+		}
+		if ctr.Resources.Limits, err = resourceList(cfg.Resources.Limits); err != nil {
+			return nil, fmt.Errorf("agent.resources.limits: %w", err)
+		}
+	}
+	spec.Containers = []corev1.Container{ctr}
+	meta := metav1.ObjectMeta{GenerateName: AgentName + "-", Namespace: ns, Labels: labels, Annotations: annotations}
+	job := &batchv1.Job{
+		ObjectMeta: meta,
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptrTo(int32(0)),
+			TTLSecondsAfterFinished: ptrTo(int32(opts.Config.TTL)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels), Annotations: maps.Clone(annotations)},
+				Spec:       spec,
+			},
+		},
+	}
+	return job, nil
+}
+
+// waitAgent follows the Job's pod until the agent container runs, and
+// turns every known dead end into an Error.
+func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, step func(string), timeout time.Duration) (*corev1.Pod, error) {
+	ns := job.Namespace
+	var lastEvents time.Time
+	pulling := false
+	for {
+		pods, err := c.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, c.startTimeout(job, timeout)
+			}
+			return nil, explain(err, "list", "pods", ns)
+		}
+		// Events say why a pod is missing or slow (FailedCreate, Pulling);
+		// reading them once a second is enough.
+		readEvents := time.Since(lastEvents) > time.Second
+		if len(pods.Items) == 0 {
+			step("waiting for the job to create the agent pod")
+			if readEvents {
+				lastEvents = time.Now()
+				if err := c.jobCreateFailure(ctx, job); err != nil {
+					return nil, err
+				}
+			}
+		} else {
+			pod := &pods.Items[0]
+			done, err := agentPodState(pod, image, step)
+			if err != nil || done {
+				return pod, err
+			}
+			if readEvents && !pulling && pod.Spec.NodeName != "" {
+				lastEvents = time.Now()
+				if c.hasEvent(ctx, ns, pod.UID, "Pulling") {
+					pulling = true
+				}
+			}
+			if pulling && waiting(pod) {
+				step("pulling image " + image)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, c.startTimeout(job, timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// waiting reports whether a container of the pod waits to start.
+func waiting(pod *corev1.Pod) bool {
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.State.Waiting != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// agentPodState reports whether the agent container runs, or why it never
+// will.
+func agentPodState(pod *corev1.Pod, image string, step func(string)) (bool, error) {
+	for _, cond := range pod.Status.Conditions {
+		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
+			return false, errorf(ReasonUnschedulable, nil, "the agent pod cannot be scheduled on node %s (where the target runs): %s",
+				nodeOf(pod), cond.Message)
+		}
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		return false, errorf(ReasonAgentFailed, nil, "the agent pod %s failed: %s %s%s", pod.Name, pod.Status.Reason, pod.Status.Message, terminated(pod))
+	}
+	if pod.Spec.NodeName == "" {
+		step("waiting for the agent pod to be scheduled")
+		return false, nil
+	}
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name != AgentContainer {
+			continue
+		}
+		switch {
+		case st.State.Running != nil:
+			return true, nil
+		case st.State.Terminated != nil:
+			return false, errorf(ReasonAgentFailed, nil, "the agent exited (%s, code %d): %s",
+				st.State.Terminated.Reason, st.State.Terminated.ExitCode, strings.TrimSpace(st.State.Terminated.Message))
+		case st.State.Waiting != nil:
+			w := st.State.Waiting
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
+				return false, errorf(ReasonImagePull, nil, "node %s cannot get the agent image %s (%s: %s): the image must be present on the node or pullable from its registry — "+
+					"set agent.image to an image the cluster can pull (push it, or load it into the nodes; `make image` does so for the local cluster), or fix agent.image_pull_secrets",
+					pod.Spec.NodeName, image, w.Reason, w.Message)
+			case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+				return false, errorf(ReasonAgentFailed, nil, "the agent container cannot start (%s): %s", w.Reason, w.Message)
+			}
+		}
+	}
+	step("starting the agent container")
+	return false, nil
+}
+
+func nodeOf(pod *corev1.Pod) string {
+	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		for _, t := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			for _, f := range t.MatchFields {
+				if f.Key == "metadata.name" && len(f.Values) == 1 {
+					return f.Values[0]
+				}
+			}
+		}
+	}
+	return "(any)"
+}
+
+func terminated(pod *corev1.Pod) string {
+	for _, st := range pod.Status.ContainerStatuses {
+		if t := st.State.Terminated; t != nil && t.Message != "" {
+			return ": " + strings.TrimSpace(t.Message)
+		}
+	}
+	return ""
+}
+
+// jobCreateFailure reads the Job's FailedCreate events: pod security
+// admission, quotas and limit ranges reject the pod there, not the Job.
+func (c *Client) jobCreateFailure(ctx context.Context, job *batchv1.Job) error {
+	events, err := c.events(ctx, job.Namespace, string(job.UID))
+	if err != nil {
+		return nil // not allowed to read events: the timeout will say more
+	}
+	for _, e := range events {
+		if e.Reason != "FailedCreate" {
+			continue
+		}
+		if isPodSecurity(e.Message) {
+			return errorf(ReasonPodSecurity, nil, "%s", podSecurityMessage(e.Message, job.Namespace))
+		}
+		return errorf(ReasonAgentFailed, nil, "the job controller cannot create the agent pod in namespace %s: %s", job.Namespace, e.Message)
+	}
+	return nil
+}
+
+func (c *Client) hasEvent(ctx context.Context, ns string, uid any, reason string) bool {
+	events, err := c.events(ctx, ns, fmt.Sprint(uid))
+	if err != nil {
+		return false
+	}
+	for _, e := range events {
+		if e.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) events(ctx context.Context, ns, uid string) ([]corev1.Event, error) {
+	l, err := c.Clientset.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", uid).String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// checkPodSecurity fails before anything is created when the namespace's
+// pod security labels forbid what the agent needs (when they can be read:
+// a cluster-wide default policy shows up later, as a FailedCreate event).
+func (c *Client) checkPodSecurity(ctx context.Context, ns string, targetless, privileged bool) error {
+	if targetless && !privileged {
+		return nil
+	}
+	n, err := c.Clientset.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return errorf(ReasonNotFound, err, "the agent's namespace %s does not exist", ns)
+		}
+		return nil
+	}
+	level := n.Labels["pod-security.kubernetes.io/enforce"]
+	if level == "baseline" || level == "restricted" {
+		return errorf(ReasonPodSecurity, nil, "%s", podSecurityMessage(fmt.Sprintf(
+			`violates PodSecurity %q: host namespaces (hostPID=true), non-default capabilities (NET_ADMIN, SYS_ADMIN, SYS_PTRACE)`,
+			level+":"+orLatest(n.Labels["pod-security.kubernetes.io/enforce-version"])), ns))
+	}
+	return nil
+}
+
+func orLatest(v string) string {
+	if v == "" {
+		return "latest"
+	}
+	return v
+}
+
+func (c *Client) startTimeout(job *batchv1.Job, timeout time.Duration) error {
+	return errorf(ReasonTimeout, nil, "the agent did not start within %s (agent.startup_timeout); `kubectl describe job %s -n %s` shows why",
+		timeout, job.Name, job.Namespace)
+}
+
+// Delete removes the agent's Job and its pod at once (sessions on it end).
+func (a *Agent) Delete(ctx context.Context) error {
+	if a.Job == "" {
+		return nil
+	}
+	err := a.client.Clientset.BatchV1().Jobs(a.Namespace).Delete(ctx, a.Job, metav1.DeleteOptions{
+		PropagationPolicy: ptrTo(metav1.DeletePropagationBackground),
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return explain(err, "delete", "jobs.batch", a.Namespace)
+}
+
+// Dial opens a new port-forward to the agent: one TCP connection in its
+// pod, carried through the API server. Call it again after a drop to
+// resume the session (protocol.Hello.Resume).
+func (a *Agent) Dial(ctx context.Context) (net.Conn, error) {
+	return a.client.DialPod(ctx, a.Namespace, a.Pod, a.Port)
+}
+
+// Connect dials the agent and says hello, retrying while the agent has
+// not started listening yet (the container runs a few milliseconds before
+// its listener does).
+func (a *Agent) Connect(ctx context.Context, hello protocol.Hello) (*protocol.Client, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err := a.Dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cl, err := protocol.Dial(ctx, conn, hello)
+		if err == nil {
+			return cl, nil
+		}
+		if !errors.Is(err, protocol.ErrConnectionLost) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("agent %s/%s: %w", a.Namespace, a.Pod, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func tolerations(ts []config.Toleration) []corev1.Toleration {
+	out := make([]corev1.Toleration, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, corev1.Toleration{
+			Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value,
+			Effect: corev1.TaintEffect(t.Effect), TolerationSeconds: t.TolerationSeconds,
+		})
+	}
+	return out
+}
+
+func resourceList(m map[string]config.Quantity) (corev1.ResourceList, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := corev1.ResourceList{}
+	for k, v := range m {
+		q, err := resource.ParseQuantity(string(v))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[corev1.ResourceName(k)] = q
+	}
+	return out, nil
+}
+
+var labelUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// UserLabel makes a Kubernetes user name a label value: unsafe characters
+// become '.', and a name too long keeps its head and a hash, so different
+// users never share a value.
+func UserLabel(user string) string {
+	v := labelUnsafe.ReplaceAllString(user, ".")
+	if len(v) > 63 {
+		sum := sha256.Sum256([]byte(user))
+		v = v[:50] + "-" + hex.EncodeToString(sum[:])[:12]
+	}
+	return strings.Trim(v, "._-")
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,98 @@
+package kube
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/doppel-dev/doppel/helper/config"
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+func TestAgentJob(t *testing.T) {
+	cfg := config.Default().Agent
+	cfg.Image = "registry.example/doppel-agent:v1"
+	cfg.ImagePullSecrets = []config.ImagePullSecret{{Name: "pull"}}
+	cfg.Resources = &config.Resources{Limits: map[string]config.Quantity{"memory": "256Mi"}}
+	cfg.Labels = map[string]string{"team": "a", LabelName: "overridden"}
+	cfg.ServiceAccount = "agent"
+	target := &Target{Namespace: "staging", Pod: "backend-1", PodUID: "uid-1", Node: "node-7", Container: "app",
+		ContainerID: "containerd://" + strings.Repeat("ab", 32)}
+	hash := protocol.HashToken("secret-token")
+	job, err := AgentJob(AgentOptions{Target: target, Config: cfg, TokenHash: hash, User: "alice@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := job.Spec.Template.Spec
+	ctr := spec.Containers[0]
+	args := strings.Join(ctr.Args, " ")
+	switch {
+	case job.Namespace != "staging", *job.Spec.BackoffLimit != 0, *job.Spec.TTLSecondsAfterFinished != 1:
+		t.Errorf("job %s backoff %d ttl %d", job.Namespace, *job.Spec.BackoffLimit, *job.Spec.TTLSecondsAfterFinished)
+	case !spec.HostPID, spec.RestartPolicy != corev1.RestartPolicyNever, spec.ServiceAccountName != "agent":
+		t.Errorf("pod spec %+v", spec)
+	case spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchFields[0].Values[0] != "node-7":
+		t.Errorf("not pinned to the node: %+v", spec.Affinity)
+	case ctr.Image != cfg.Image, ctr.ImagePullPolicy != corev1.PullIfNotPresent, spec.ImagePullSecrets[0].Name != "pull":
+		t.Errorf("image %s %s %v", ctr.Image, ctr.ImagePullPolicy, spec.ImagePullSecrets)
+	case ctr.SecurityContext.Privileged != nil:
+		t.Error("privileged without agent.privileged")
+	case !slices.Equal(ctr.SecurityContext.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}):
+		t.Errorf("capabilities %v", ctr.SecurityContext.Capabilities.Add)
+	case !strings.Contains(args, "--target-container-id "+target.ContainerID), !strings.Contains(args, "--token-sha256 "+hash.String()),
+		strings.Contains(args, "secret-token"), !strings.Contains(args, "--listen 127.0.0.1:7463"), !strings.Contains(args, "--idle-timeout 30s"):
+		t.Errorf("args %s", args)
+	case ctr.Resources.Limits.Memory().String() != "256Mi":
+		t.Errorf("resources %v", ctr.Resources)
+	case len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists:
+		t.Errorf("tolerations %v", spec.Tolerations)
+	}
+	meta := job.Spec.Template.ObjectMeta
+	if meta.Labels[LabelName] != AgentName || meta.Labels[LabelTargetPod] != "uid-1" || meta.Labels[LabelUser] != "alice.example.com" || meta.Labels["team"] != "a" {
+		t.Errorf("labels %v", meta.Labels)
+	}
+	if meta.Annotations["sidecar.istio.io/inject"] != "false" || meta.Annotations["linkerd.io/inject"] != "disabled" ||
+		meta.Annotations[AnnotationTarget] != "staging/backend-1/app" || meta.Annotations[AnnotationUser] != "alice@example.com" {
+		t.Errorf("annotations %v", meta.Annotations)
+	}
+
+	cfg.Privileged, cfg.Namespace = true, "doppel"
+	job, _ = AgentJob(AgentOptions{Target: target, Config: cfg, TokenHash: hash})
+	if job.Namespace != "doppel" || !*job.Spec.Template.Spec.Containers[0].SecurityContext.Privileged {
+		t.Errorf("agent.namespace / agent.privileged ignored")
+	}
+
+	cfg = config.Default().Agent
+	cfg.NodeSelector = map[string]string{"pool": "tools"}
+	job, _ = AgentJob(AgentOptions{Target: &Target{Namespace: "staging"}, Config: cfg, TokenHash: hash})
+	spec = job.Spec.Template.Spec
+	if spec.HostPID || spec.Containers[0].SecurityContext != nil || spec.NodeSelector["pool"] != "tools" ||
+		!strings.Contains(strings.Join(spec.Containers[0].Args, " "), "--target-pid 1") {
+		t.Errorf("targetless agent: %+v", spec)
+	}
+}
+
+func TestExplainForbidden(t *testing.T) {
+	api := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "",
+		errors.New(`User "x" cannot create resource "jobs" in API group "batch" in the namespace "staging"`))
+	err := explain(api, "create", "jobs.batch", "staging")
+	want := `cannot create jobs.batch in namespace staging: ask for RBAC verb "create" on "jobs" (API group batch)`
+	if ReasonOf(err) != ReasonForbidden || !strings.Contains(err.Error(), want) || !errors.Is(err, api) {
+		t.Errorf("%v", err)
+	}
+	psa := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "a",
+		errors.New(`violates PodSecurity "baseline:latest": host namespaces (hostPID=true)`))
+	err = explain(psa, "create", "pods", "staging")
+	if ReasonOf(err) != ReasonPodSecurity || !strings.Contains(err.Error(), `"baseline:latest": host namespaces (hostPID=true)`) {
+		t.Errorf("%v", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Category() != "cluster" {
+		t.Errorf("category")
+	}
+}

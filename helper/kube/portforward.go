@@ -1,0 +1,175 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+)
+
+// PortForwardMode chooses how the port-forward reaches the API server.
+type PortForwardMode string
+
+const (
+	// PortForwardWebSocket (the default) tunnels SPDY in a WebSocket, as
+	// kubectl does since 1.31, and falls back to plain SPDY when the
+	// server or a proxy refuses the WebSocket upgrade. Proxies and load
+	// balancers in front of API servers pass WebSockets more often than
+	// SPDY upgrades.
+	PortForwardWebSocket PortForwardMode = "websocket"
+	// PortForwardSPDY is the plain SPDY/3.1 upgrade: less client CPU and
+	// more throughput (notes/transport.md) where nothing between doppel and
+	// the API server strips it.
+	PortForwardSPDY PortForwardMode = "spdy"
+)
+
+// DialPod opens one TCP connection to port in a pod through the API
+// server's port-forward, in-process: no local listener. The connection
+// owns its own port-forward session, so closing it ends both, and a
+// broken one is replaced by dialing again.
+func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
+	u := c.Clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+	transport, upgrader, err := spdy.RoundTripperFor(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	if c.PortForward != PortForwardSPDY {
+		ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.Config)
+		if err != nil {
+			return nil, err
+		}
+		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
+			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		})
+	}
+
+	type dialed struct {
+		conn httpstream.Connection
+		err  error
+	}
+	ch := make(chan dialed, 1)
+	go func() {
+		conn, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+		ch <- dialed{conn, err}
+	}()
+	var conn httpstream.Connection
+	select {
+	case d := <-ch:
+		if d.err != nil {
+			return nil, portForwardError(d.err, namespace, pod, port)
+		}
+		conn = d.conn
+	case <-ctx.Done():
+		// The dialer takes no context: close what it returns later.
+		go func() {
+			if d := <-ch; d.conn != nil {
+				d.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+
+	headers := http.Header{}
+	headers.Set(corev1.StreamType, corev1.StreamTypeError)
+	headers.Set(corev1.PortHeader, strconv.Itoa(port))
+	headers.Set(corev1.PortForwardRequestIDHeader, "0")
+	errStream, err := conn.CreateStream(headers)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to %s/%s:%d: creating the error stream: %w", namespace, pod, port, err)
+	}
+	errStream.Close() // nothing is written to it
+	headers.Set(corev1.StreamType, corev1.StreamTypeData)
+	data, err := conn.CreateStream(headers)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to %s/%s:%d: creating the data stream: %w", namespace, pod, port, err)
+	}
+	pc := &podConn{
+		conn: conn, data: data, remoteErr: make(chan struct{}),
+		remote: podAddr(fmt.Sprintf("%s/%s:%d", namespace, pod, port)),
+	}
+	go pc.readErrors(errStream)
+	return pc, nil
+}
+
+func portForwardError(err error, namespace, pod string, port int) error {
+	msg := err.Error()
+	if strings.Contains(msg, "403") || strings.Contains(strings.ToLower(msg), "forbidden") {
+		return errorf(ReasonForbidden, err, "cannot port-forward to pod %s in namespace %s: ask for RBAC verb \"create\" (and \"get\", for WebSocket port-forwards) on \"pods/portforward\" (API group \"\" (core)) in namespace %s", pod, namespace, namespace)
+	}
+	return fmt.Errorf("port-forward to %s/%s:%d: %w", namespace, pod, port, err)
+}
+
+// podConn is a port-forward data stream as a net.Conn. When the kubelet
+// cannot reach the port (nothing listens yet), the data stream just ends
+// and the reason comes on the error stream: Read returns that reason.
+type podConn struct {
+	conn   httpstream.Connection
+	data   httpstream.Stream
+	remote net.Addr
+
+	remoteErr chan struct{} // closed when the error stream ended
+	errMsg    string
+
+	closeOnce sync.Once
+}
+
+func (c *podConn) readErrors(s httpstream.Stream) {
+	msg, _ := io.ReadAll(s)
+	c.errMsg = strings.TrimSpace(string(msg))
+	close(c.remoteErr)
+}
+
+func (c *podConn) Read(b []byte) (int, error) {
+	n, err := c.data.Read(b)
+	if err != nil && n == 0 {
+		// The error stream ends with the data stream; give it a moment.
+		select {
+		case <-c.remoteErr:
+			if c.errMsg != "" {
+				return 0, fmt.Errorf("port-forward to %s: %s", c.remote, c.errMsg)
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return n, err
+}
+
+func (c *podConn) Write(b []byte) (int, error) { return c.data.Write(b) }
+
+func (c *podConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.data.Reset()
+		c.conn.Close()
+	})
+	return nil
+}
+
+func (c *podConn) LocalAddr() net.Addr  { return podAddr("doppel") }
+func (c *podConn) RemoteAddr() net.Addr { return c.remote }
+
+// Deadlines are not supported by port-forward streams; yamux, the only
+// user, needs none (it times writes out itself).
+var errNoDeadline = errors.New("kube: port-forward connections have no deadlines")
+
+func (c *podConn) SetDeadline(time.Time) error      { return errNoDeadline }
+func (c *podConn) SetReadDeadline(time.Time) error  { return errNoDeadline }
+func (c *podConn) SetWriteDeadline(time.Time) error { return errNoDeadline }
+
+type podAddr string
+
+func (a podAddr) Network() string { return "portforward" }
+func (a podAddr) String() string  { return string(a) }
