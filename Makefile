@@ -100,7 +100,7 @@ test-integration:
 test: lint test-unit test-fuzz test-integration cluster images image test-e2e test-cluster-lifecycle
 
 test-e2e:
-	$(GO) test -count=1 -p 1 -tags e2e -timeout 30m ./test/e2e/
+	DOPPEL_AGENT_IMAGE=$(AGENT_IMAGE) $(GO) test -count=1 -p 1 -tags e2e -timeout 30m ./test/e2e/
 
 test-cluster-lifecycle:
 	@if [[ "$${DOPPEL_USE_EXISTING_CLUSTER:-}" == 1 ]]; then \
