@@ -1,0 +1,190 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// DialFunc opens (resume=false) or resumes (resume=true) the session's
+// connection to its agent.
+type DialFunc func(ctx context.Context, resume bool) (*protocol.Client, error)
+
+// Reconnecting is a Remote that survives transport drops: when the
+// port-forward breaks, the next call redials and resumes the session by
+// id, so the local process keeps running. Connections that were open at
+// the drop end; new ones work again once the agent is back.
+type Reconnecting struct {
+	dial  DialFunc
+	log   *slog.Logger
+	grace time.Duration // how long to keep trying before giving up
+
+	mu       sync.Mutex
+	client   *protocol.Client
+	redialed chan struct{} // closed when a redial in progress ends
+	closed   bool
+	// OnState, if set, hears "reconnecting" and "ready" (for the IDE).
+	OnState func(state string, err error)
+}
+
+// NewReconnecting wraps a connected client.
+func NewReconnecting(client *protocol.Client, dial DialFunc, grace time.Duration, log *slog.Logger) *Reconnecting {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconnecting{client: client, dial: dial, grace: grace, log: log}
+}
+
+var _ Remote = (*Reconnecting)(nil)
+
+// current returns a live client, redialling if the transport broke.
+func (r *Reconnecting) current(ctx context.Context) (*protocol.Client, error) {
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, protocol.ErrClosed
+		}
+		c := r.client
+		select {
+		case <-c.Done():
+		default:
+			r.mu.Unlock()
+			return c, nil
+		}
+		if !errors.Is(c.Err(), protocol.ErrConnectionLost) {
+			r.mu.Unlock()
+			return nil, c.Err()
+		}
+		if wait := r.redialed; wait != nil {
+			r.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		r.redialed = make(chan struct{})
+		r.mu.Unlock()
+		err := r.redial(ctx, c.Err())
+		r.mu.Lock()
+		close(r.redialed)
+		r.redialed = nil
+		r.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (r *Reconnecting) redial(ctx context.Context, cause error) error {
+	if r.OnState != nil {
+		r.OnState("reconnecting", cause)
+	}
+	r.log.Warn("connection to the agent lost: reconnecting", "err", cause)
+	deadline := time.Now().Add(r.grace)
+	for attempt := 0; ; attempt++ {
+		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		c, err := r.dial(dctx, true)
+		cancel()
+		if err == nil {
+			r.mu.Lock()
+			r.client = c
+			r.mu.Unlock()
+			r.log.Info("reconnected to the agent", "attempts", attempt+1)
+			if r.OnState != nil {
+				r.OnState("ready", nil)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || errors.Is(err, protocol.ErrUnauthorized) {
+			if r.OnState != nil {
+				r.OnState("ended", err)
+			}
+			return err
+		}
+		time.Sleep(min(time.Duration(attempt+1)*200*time.Millisecond, 2*time.Second))
+	}
+}
+
+// Close ends the session with the agent.
+func (r *Reconnecting) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	c := r.client
+	r.mu.Unlock()
+	return c.Close()
+}
+
+// do runs f on a live client, once more after a reconnect if the transport
+// broke under it.
+func do[T any](ctx context.Context, r *Reconnecting, f func(*protocol.Client) (T, error)) (T, error) {
+	var zero T
+	for attempt := 0; attempt < 2; attempt++ {
+		c, err := r.current(ctx)
+		if err != nil {
+			return zero, err
+		}
+		v, err := f(c)
+		if err == nil || !errors.Is(err, protocol.ErrConnectionLost) {
+			return v, err
+		}
+	}
+	return zero, protocol.ErrConnectionLost
+}
+
+func (r *Reconnecting) Env(ctx context.Context) ([]string, error) {
+	return do(ctx, r, func(c *protocol.Client) ([]string, error) { return c.Env(ctx) })
+}
+
+func (r *Reconnecting) Hostname(ctx context.Context) (string, error) {
+	return do(ctx, r, func(c *protocol.Client) (string, error) { return c.Hostname(ctx) })
+}
+
+func (r *Reconnecting) DNS(ctx context.Context, q []byte) ([]byte, error) {
+	return do(ctx, r, func(c *protocol.Client) ([]byte, error) { return c.DNS(ctx, q) })
+}
+
+func (r *Reconnecting) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	return do(ctx, r, func(c *protocol.Client) (net.Conn, error) { return c.DialTCP(ctx, addr) })
+}
+
+func (r *Reconnecting) DialUDP(ctx context.Context, addr string) (net.Conn, error) {
+	return do(ctx, r, func(c *protocol.Client) (net.Conn, error) { return c.DialUDP(ctx, addr) })
+}
+
+type openResult struct {
+	rc   io.ReadCloser
+	info protocol.FileInfo
+}
+
+func (r *Reconnecting) Open(ctx context.Context, path string) (io.ReadCloser, protocol.FileInfo, error) {
+	res, err := do(ctx, r, func(c *protocol.Client) (openResult, error) {
+		rc, info, err := c.Open(ctx, path)
+		return openResult{rc, info}, err
+	})
+	return res.rc, res.info, err
+}
+
+func (r *Reconnecting) Stat(ctx context.Context, path string) (protocol.FileInfo, error) {
+	return do(ctx, r, func(c *protocol.Client) (protocol.FileInfo, error) { return c.Stat(ctx, path) })
+}
+
+func (r *Reconnecting) Lstat(ctx context.Context, path string) (protocol.FileInfo, error) {
+	return do(ctx, r, func(c *protocol.Client) (protocol.FileInfo, error) { return c.Lstat(ctx, path) })
+}
+
+func (r *Reconnecting) Readlink(ctx context.Context, path string) (string, error) {
+	return do(ctx, r, func(c *protocol.Client) (string, error) { return c.Readlink(ctx, path) })
+}
+
+func (r *Reconnecting) ReadDir(ctx context.Context, path string) ([]protocol.DirEntry, error) {
+	return do(ctx, r, func(c *protocol.Client) ([]protocol.DirEntry, error) { return c.ReadDir(ctx, path) })
+}
