@@ -679,6 +679,58 @@ func TestAgentInNetnsPod(t *testing.T) {
 		}
 	})
 
+	t.Run("token file", func(t *testing.T) {
+		// A shared agent: a second token is accepted once its hash appears
+		// in the annotations file, which is replaced by a symlink swap as
+		// the kubelet does.
+		dir := t.TempDir()
+		write := func(gen int, content string) {
+			d := filepath.Join(dir, fmt.Sprintf("..gen%d", gen))
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "annotations"), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(dir, "..tmp"))
+			if err := os.Symlink(filepath.Base(d), filepath.Join(dir, "..tmp")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(dir, "..tmp"), filepath.Join(dir, "..data")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(1, `doppel.dev/port="7463"`)
+		if err := os.Symlink("..data/annotations", filepath.Join(dir, "annotations")); err != nil {
+			t.Fatal(err)
+		}
+		a := startAgent(t, bin, p, protocol.HashToken(token).String(), "--token-file", filepath.Join(dir, "annotations"))
+		other := protocol.NewToken()
+		h := hello
+		h.SessionID += "-joiner"
+		h.Token = other
+		if _, err := dialAgent(t, a.addr, h); !errors.Is(err, protocol.ErrUnauthorized) {
+			t.Fatalf("before the annotation: %v", err)
+		}
+		oh := protocol.HashToken(other)
+		write(2, fmt.Sprintf("doppel.dev/port=\"7463\"\n%s=%q", oh.Annotation(), oh.String()))
+		c2, err := dialAgent(t, a.addr, h)
+		if err != nil {
+			t.Fatalf("after the annotation: %v", err)
+		}
+		defer c2.Close()
+		c1, err := dialAgent(t, a.addr, hello)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c1.Close()
+		for _, c := range []*protocol.Client{c1, c2} {
+			if host, err := c.Hostname(ctx); err != nil || host != podHostname {
+				t.Errorf("hostname %q, %v", host, err)
+			}
+		}
+	})
+
 	// The last session ends: the agent exits after its idle window.
 	c.Close()
 	if code := agent.waitExit(t, 10*time.Second); code != 0 {

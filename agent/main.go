@@ -4,7 +4,7 @@
 //
 //	doppel-agent -version
 //	doppel-agent serve --target-pid PID --listen 127.0.0.1:0 --token-sha256 HEX
-//	doppel-agent serve --target-container-id containerd://ID --listen 127.0.0.1:PORT --token-sha256 HEX
+//	doppel-agent serve --target-container-id containerd://ID --listen 127.0.0.1:PORT --token-sha256 HEX --token-file /doppel/annotations
 //
 // serve prints "listening on ADDR" on stdout once helpers can connect and
 // logs to stderr.
@@ -43,7 +43,7 @@ func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
   doppel-agent -version
   doppel-agent serve --target-pid PID --token-sha256 HEX [--listen 127.0.0.1:0] [options]
-  doppel-agent serve --target-container-id RUNTIME://ID --token-sha256 HEX [options]
+  doppel-agent serve --target-container-id RUNTIME://ID --token-sha256 HEX [--token-file PATH] [options]
 
 Run "doppel-agent serve -h" for the serve options.
 `)

@@ -35,6 +35,7 @@ func serve(args []string) int {
 	listen := fs.String("listen", "127.0.0.1:0", "TCP address to listen on for helpers")
 	var hashes tokenHashes
 	fs.Var(&hashes, "token-sha256", "SHA-256 of an accepted session token, 64 hex digits (repeat or comma-separate for several)")
+	tokenFile := fs.String("token-file", "", "file of the agent pod's annotations (a downward API volume), read on every hello: each token.doppel.dev/* annotation holds an accepted token's SHA-256")
 	startup := fs.Duration("startup-timeout", server.DefaultStartupTimeout, "exit if no session connects within this window")
 	idle := fs.Duration("idle-timeout", server.DefaultIdleTimeout, "exit once the last session has been gone this long")
 	keepalive := fs.Duration("keepalive-timeout", protocol.DefaultKeepaliveTimeout, "drop a helper connection silent for this long")
@@ -59,12 +60,23 @@ func serve(args []string) int {
 	case *pid <= 0 && *containerID == "":
 		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --target-pid or --target-container-id")
 		return exitUsage
-	case len(hashes) == 0:
-		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --token-sha256")
+	case len(hashes) == 0 && *tokenFile == "":
+		fmt.Fprintln(os.Stderr, "doppel-agent: serve needs --token-sha256 or --token-file")
 		return exitUsage
 	case fs.NArg() > 0:
 		fmt.Fprintf(os.Stderr, "doppel-agent: unexpected arguments %q\n", fs.Args())
 		return exitUsage
+	}
+
+	var accepted func() []protocol.TokenHash
+	if *tokenFile != "" {
+		tf, err := server.OpenTokenFile(*tokenFile, log)
+		if err != nil {
+			log.Error("cannot read the token file", "err", err)
+			fmt.Fprintf(os.Stderr, "doppel-agent: %v\n", err)
+			return exitFailed
+		}
+		accepted = tf.Hashes
 	}
 
 	if *containerID != "" {
@@ -93,6 +105,7 @@ func serve(args []string) int {
 		Listen:           *listen,
 		Handler:          server.NewPod(t),
 		TokenHashes:      hashes,
+		AcceptedTokens:   accepted,
 		AgentVersion:     info.Version,
 		StartupTimeout:   *startup,
 		IdleTimeout:      *idle,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,10 +28,18 @@ const (
 // requests and streams with Handler. Set the fields before Serve.
 type Server struct {
 	Handler Handler
-	// TokenHashes are the accepted tokens' hashes; a session is bound to
-	// the token it started with.
-	TokenHashes  []TokenHash
-	AgentVersion string
+	// TokenHashes are hashes of tokens accepted for the server's whole
+	// life (the agent's --token-sha256).
+	TokenHashes []TokenHash
+	// AcceptedTokens, if set, is called on every hello for the hashes
+	// accepted besides TokenHashes at that moment (the agent's
+	// --token-file, which grows as sessions join a shared agent). It must
+	// be safe for concurrent use. A session is bound to the hash it
+	// started with, wherever that came from: a resume must present the
+	// same token, and a hash that is no longer accepted admits no new
+	// hello but does not end the sessions it started.
+	AcceptedTokens func() []TokenHash
+	AgentVersion   string
 	// KeepaliveTimeout drops a transport on which the helper sent nothing
 	// (no request, no ping, no new stream) for this long.
 	KeepaliveTimeout time.Duration
@@ -55,7 +64,7 @@ type Server struct {
 // session is the state that survives a transport drop.
 type session struct {
 	id     string
-	token  int
+	token  TokenHash // the hash the session authenticated with
 	client ClientInfo
 	live   *serverConn // nil while detached
 	grace  *time.Timer
@@ -183,8 +192,12 @@ func (s *Server) readHello(ctx context.Context, mux *yamux.Session) (*yamux.Stre
 func (s *Server) admit(h *Hello, c *serverConn) (*session, HelloReply) {
 	// The token is checked first so that nothing about sessions leaks to
 	// a peer without one.
-	token := matchToken(s.TokenHashes, h.Token)
-	if token < 0 {
+	hashes := s.TokenHashes
+	if s.AcceptedTokens != nil {
+		hashes = append(slices.Clip(hashes), s.AcceptedTokens()...)
+	}
+	token, ok := matchToken(hashes, h.Token)
+	if !ok {
 		return nil, HelloReply{Error: codeError(CodeUnauthorized, "the session token does not match this agent's")}
 	}
 	if h.Protocol != Version {
@@ -205,7 +218,7 @@ func (s *Server) admit(h *Hello, c *serverConn) (*session, HelloReply) {
 	var reply HelloReply
 	var kick *serverConn
 	switch {
-	case sess != nil && sess.token != token:
+	case sess != nil && !sameHash(sess.token, token):
 		s.mu.Unlock()
 		return nil, HelloReply{Error: codeError(CodeSessionInUse, "session %q belongs to another token", h.SessionID)}
 	case h.Resume && sess == nil:
@@ -277,6 +290,22 @@ func (s *Server) detach(sess *session, c *serverConn) {
 	})
 	s.mu.Unlock()
 	s.logger().Info("session detached: waiting for a resume", "session", sess.id, "grace", grace)
+}
+
+// StopIfIdle makes the server refuse every later hello with
+// shutting_down, if it holds no session, and reports whether it did. The
+// check and the refusal are one step: a helper joining an agent that is
+// about to exit idle either gets its session first (and the agent stays)
+// or is told the agent is going — never a session that ends at once.
+// Serve still has to be stopped (its context) to drop the listener.
+func (s *Server) StopIfIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sessions) > 0 {
+		return false
+	}
+	s.closed = true
+	return true
 }
 
 // Sessions returns the number of sessions held, connected or in grace.

@@ -31,6 +31,15 @@ func HashToken(token string) TokenHash {
 // String is the hash in lowercase hex, the agent's --token-sha256 form.
 func (h TokenHash) String() string { return hex.EncodeToString(h[:]) }
 
+// TokenAnnotationPrefix starts the agent pod annotations that carry the
+// hashes of sessions joining a running agent:
+// "token.doppel.dev/<first 16 hex digits>: <64 hex digits>". The agent
+// reads them through a downward API file (its --token-file).
+const TokenAnnotationPrefix = "token.doppel.dev/"
+
+// Annotation is the annotation key that carries h on an agent pod.
+func (h TokenHash) Annotation() string { return TokenAnnotationPrefix + h.String()[:16] }
+
 // ParseTokenHash parses 64 hex digits.
 func ParseTokenHash(s string) (TokenHash, error) {
 	var h TokenHash
@@ -42,15 +51,22 @@ func ParseTokenHash(s string) (TokenHash, error) {
 	return h, nil
 }
 
-// matchToken returns the index of the hash token matches, or -1. Every
-// hash is compared, in constant time, whatever matched.
-func matchToken(hashes []TokenHash, token string) int {
+// matchToken returns the hash among hashes that token matches. Every hash
+// is compared, in constant time, whatever matched, so the time taken says
+// nothing about which hash (or how much of one) matched.
+func matchToken(hashes []TokenHash, token string) (TokenHash, bool) {
 	got := HashToken(token)
-	match := -1
-	for i, h := range hashes {
-		if subtle.ConstantTimeCompare(got[:], h[:]) == 1 {
-			match = i
-		}
+	var match TokenHash
+	found := 0
+	for _, h := range hashes {
+		eq := subtle.ConstantTimeCompare(got[:], h[:])
+		subtle.ConstantTimeCopy(eq, match[:], h[:])
+		found |= eq
 	}
-	return match
+	return match, found == 1
+}
+
+// sameHash compares two hashes in constant time.
+func sameHash(a, b TokenHash) bool {
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }

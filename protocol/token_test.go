@@ -30,13 +30,19 @@ func TestToken(t *testing.T) {
 		}
 	}
 	other := HashToken(NewToken())
-	if got := matchToken([]TokenHash{other, h}, tok); got != 1 {
-		t.Fatalf("matchToken = %d, want 1", got)
+	if got, ok := matchToken([]TokenHash{other, h}, tok); !ok || got != h {
+		t.Fatalf("matchToken = %v, %v, want %v", got, ok, h)
 	}
-	if got := matchToken([]TokenHash{other}, tok); got != -1 {
-		t.Fatalf("matchToken = %d, want -1", got)
+	if got, ok := matchToken([]TokenHash{h, other, h}, tok); !ok || got != h {
+		t.Fatalf("matchToken with a duplicate = %v, %v", got, ok)
 	}
-	if got := matchToken(nil, ""); got != -1 {
-		t.Fatalf("matchToken with no hashes = %d", got)
+	if _, ok := matchToken([]TokenHash{other}, tok); ok {
+		t.Fatal("matchToken matched another hash")
+	}
+	if _, ok := matchToken(nil, ""); ok {
+		t.Fatal("matchToken matched with no hashes")
+	}
+	if !sameHash(h, h) || sameHash(h, other) {
+		t.Fatal("sameHash")
 	}
 }

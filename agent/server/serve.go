@@ -19,10 +19,14 @@ import (
 type Config struct {
 	// Listen is the TCP address for helpers: loopback in the agent pod,
 	// reached through the Kubernetes port-forward.
-	Listen       string
-	Handler      protocol.Handler
-	TokenHashes  []protocol.TokenHash
-	AgentVersion string
+	Listen  string
+	Handler protocol.Handler
+	// TokenHashes are accepted for the agent's whole life (--token-sha256).
+	TokenHashes []protocol.TokenHash
+	// AcceptedTokens, if set, adds the hashes accepted at each hello
+	// (--token-file: TokenFile.Hashes). See protocol.Server.
+	AcceptedTokens func() []protocol.TokenHash
+	AgentVersion   string
 	// StartupTimeout: exit when no session came within it after start.
 	StartupTimeout time.Duration
 	// IdleTimeout: exit when the last session has been gone this long.
@@ -51,8 +55,8 @@ var ErrTargetExited = errors.New("the target process exited")
 // Run serves helpers until ctx is done (nil), the agent's lifetime ends
 // (nil), or the target exits (ErrTargetExited).
 func Run(ctx context.Context, cfg Config) error {
-	if len(cfg.TokenHashes) == 0 {
-		return errors.New("server: no token hash configured")
+	if len(cfg.TokenHashes) == 0 && cfg.AcceptedTokens == nil {
+		return errors.New("server: no token hash or token file configured")
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -69,6 +73,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &protocol.Server{
 		Handler:           cfg.Handler,
 		TokenHashes:       cfg.TokenHashes,
+		AcceptedTokens:    cfg.AcceptedTokens,
 		AgentVersion:      cfg.AgentVersion,
 		KeepaliveTimeout:  cfg.KeepaliveTimeout,
 		ResumeGrace:       cfg.ResumeGrace,
@@ -85,16 +90,29 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	var result error
-	select {
-	case <-ctx.Done():
-		log.Info("stopping: asked to")
-	case reason := <-life.expired:
-		log.Info("stopping: " + reason)
-	case <-cfg.TargetExited:
-		log.Warn("stopping: the target process exited")
-		result = ErrTargetExited
-	case err := <-served:
-		return fmt.Errorf("server: %w", err)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: asked to")
+			break wait
+		case reason := <-life.expired:
+			// A session may have joined just as the window ended: the
+			// agent stays for it. Otherwise every later hello is told the
+			// agent is going (shutting_down), and the helper starts a new
+			// agent rather than join this one.
+			if !srv.StopIfIdle() {
+				continue
+			}
+			log.Info("stopping: " + reason)
+			break wait
+		case <-cfg.TargetExited:
+			log.Warn("stopping: the target process exited")
+			result = ErrTargetExited
+			break wait
+		case err := <-served:
+			return fmt.Errorf("server: %w", err)
+		}
 	}
 	stop()
 	if err := <-served; err != nil {

@@ -228,3 +228,59 @@ func TestLifetime(t *testing.T) {
 		t.Fatal("idle window did not expire")
 	}
 }
+
+// TestSharedAgent: a second session joins with a token the agent learns
+// from its token file after it started; both work, and the idle window
+// runs only once the last one is gone.
+func TestSharedAgent(t *testing.T) {
+	d := newDownwardFile(t, map[string]string{"doppel.dev/port": "7463"})
+	tf, err := OpenTokenFile(d.path(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := startPod(t, Config{AcceptedTokens: tf.Hashes, IdleTimeout: 300 * time.Millisecond})
+	first := f.client(t, "first")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	second := protocol.NewToken()
+	dial := func(id, token string) (*protocol.Client, error) {
+		conn, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return protocol.Dial(ctx, conn, protocol.Hello{SessionID: id, Token: token})
+	}
+	if _, err := dial("second", second); !errors.Is(err, protocol.ErrUnauthorized) {
+		t.Fatalf("before the annotation: %v", err)
+	}
+	h := protocol.HashToken(second)
+	d.write(t, map[string]string{"doppel.dev/port": "7463", h.Annotation(): h.String()})
+	c2, err := dial("second", second)
+	if err != nil {
+		t.Fatalf("after the annotation: %v", err)
+	}
+	for _, c := range []*protocol.Client{first, c2} {
+		if env, err := c.Env(ctx); err != nil || !slices.Equal(env, f.child.Env) {
+			t.Errorf("Env = %q, %v", env, err)
+		}
+	}
+	// The first session may not be taken over with the second token.
+	if _, err := dial("first", second); !errors.Is(err, protocol.ErrSessionInUse) {
+		t.Errorf("first session with the second token: %v", err)
+	}
+
+	first.Close()
+	select {
+	case err := <-f.done:
+		t.Fatalf("the agent exited with a session left: %v", err)
+	case <-time.After(700 * time.Millisecond):
+	}
+	if _, err := c2.Hostname(ctx); err != nil {
+		t.Errorf("second session after the first closed: %v", err)
+	}
+	c2.Close()
+	if err := f.waitExit(t, 5*time.Second); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+}

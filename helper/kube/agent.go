@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,6 +53,18 @@ const AgentPort = 7463
 // AgentContainer is the agent's container name in its pod.
 const AgentContainer = "agent"
 
+// TokenFile is where the agent reads its pod's annotations (a downward API
+// volume): sessions that join a running agent add their token's hash there
+// as a protocol.TokenAnnotationPrefix annotation.
+const TokenFile = "/doppel/annotations"
+
+const tokenVolume = "doppel-annotations"
+
+// AgentJobName is the name of the shared agent Job of a target pod: one
+// name per pod, so that two sessions starting at once create one Job (the
+// second gets AlreadyExists and joins it).
+func AgentJobName(podUID string) string { return AgentName + "-" + podUID }
+
 // DefaultImage is the agent image of this doppel build.
 func DefaultImage() string { return "doppel-agent:" + buildinfo.Get().Version }
 
@@ -69,6 +82,10 @@ type AgentOptions struct {
 	User string
 	// Progress, if set, receives each step of the start, in order.
 	Progress func(Progress)
+	// Exclusive starts an agent for this session alone, with a generated
+	// name and no token file: it neither joins a running agent nor can be
+	// joined. Targetless agents are always exclusive.
+	Exclusive bool
 }
 
 // Progress is one step of starting an agent, for people.
@@ -86,19 +103,34 @@ type Agent struct {
 	Namespace string
 	Job       string // "" for an ephemeral agent (later)
 	Pod       string
+	PodUID    string
 	Node      string
 	Port      int
 	Image     string
+	// Joined is true when the agent was already running for the target
+	// pod (another session, maybe another user's, started it) and this
+	// session added its token hash to it. Connect then retries
+	// `unauthorized` while the kubelet refreshes the agent's token file,
+	// and starts a new agent if the joined one turns out to be exiting.
+	Joined bool
 
 	client *Client
+	opts   AgentOptions
+	step   func(string)
 }
 
-// StartAgent creates an agent Job next to the target (on its node, in
-// agent.namespace or the target's namespace) and waits until the agent
-// container runs. It fails fast, with what to do, when the image cannot
-// be pulled, the pod cannot be scheduled or is rejected by pod security
-// admission, or RBAC forbids a step; the Job is then deleted. Connect
-// (or Dial) reaches the agent afterwards.
+// StartAgent makes an agent available next to the target and waits until
+// it runs. One agent serves every session on a target pod: StartAgent
+// first looks for a running agent of the target pod (label
+// doppel.dev/target-pod, in agent.namespace or the target's namespace)
+// with the same image and joins it, by adding this session's token hash
+// to the agent pod's annotations (which needs `patch` on pods). Else it
+// creates the agent Job, named after the target pod (AgentJobName), on the
+// target's node; a session that loses the race to create it joins the
+// winner's. It fails fast, with what to do, when the image cannot be
+// pulled, the pod cannot be scheduled or is rejected by pod security
+// admission, or RBAC forbids a step; a Job it created is then deleted.
+// Connect (or Dial) reaches the agent afterwards.
 func (c *Client) StartAgent(ctx context.Context, opts AgentOptions) (*Agent, error) {
 	if opts.Target == nil {
 		return nil, errors.New("kube: StartAgent needs a target")
@@ -114,38 +146,113 @@ func (c *Client) StartAgent(ctx context.Context, opts AgentOptions) (*Agent, err
 		}
 		last = s
 	}
+	return c.startAgent(ctx, opts, step, "")
+}
+
+// startAgent is StartAgent, never joining the agent pod whose UID is
+// avoid (one found exiting).
+func (c *Client) startAgent(ctx context.Context, opts AgentOptions, step func(string), avoid string) (*Agent, error) {
 	job, err := AgentJob(opts)
 	if err != nil {
 		return nil, err
 	}
 	ns := job.Namespace
+	image := job.Spec.Template.Spec.Containers[0].Image
 	timeout := opts.Config.StartupTimeoutDuration()
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	newAgent := func() *Agent {
+		return &Agent{Namespace: ns, Port: AgentPort, Image: image, client: c, opts: opts, step: step}
+	}
 
+	shared := job.Name != ""
+	if shared {
+		step("looking for a running agent")
+		pod, err := c.findAgent(ctx, ns, opts.Target.PodUID, image, avoid)
+		if err != nil {
+			return nil, err
+		}
+		if pod != nil {
+			a, err := c.joinAgent(ctx, newAgent(), pod, step)
+			if !errors.Is(err, errAgentGone) {
+				return a, err
+			}
+			avoid = string(pod.UID) // gone meanwhile: start one
+		}
+	}
 	if err := c.checkPodSecurity(ctx, ns, opts.Target.Targetless(), opts.Config.Privileged); err != nil {
 		return nil, err
 	}
-	step("creating agent job")
-	created, err := c.Clientset.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
-	if err != nil {
-		return nil, explain(err, "create", "jobs.batch", ns)
+	for attempt := 0; ; attempt++ {
+		step("creating agent job")
+		created, err := c.Clientset.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
+		if err == nil {
+			a := newAgent()
+			a.Job = created.Name
+			pod, err := c.waitAgent(ctx, created, image, step, timeout)
+			if err != nil {
+				// A failed start leaves nothing behind.
+				dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				_ = a.Delete(dctx)
+				dcancel()
+				return nil, err
+			}
+			a.Pod, a.PodUID, a.Node = pod.Name, string(pod.UID), pod.Spec.NodeName
+			step("agent running")
+			return a, nil
+		}
+		if !shared || !apierrors.IsAlreadyExists(err) {
+			return nil, explain(err, "create", "jobs.batch", ns)
+		}
+		if attempt >= 5 {
+			return nil, errorf(ReasonAgentFailed, err, "the agent job %s/%s of the target pod keeps being replaced; try again, or `kubectl delete job %s -n %s`",
+				ns, job.Name, job.Name, ns)
+		}
+		// Another session created the target pod's agent Job first (or an
+		// agent of it is still finishing).
+		existing, err := c.Clientset.BatchV1().Jobs(ns).Get(ctx, job.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue // gone meanwhile: create it
+		case err != nil:
+			return nil, explain(err, "get", "jobs.batch", ns)
+		}
+		pods, err := c.jobPods(ctx, existing)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case jobEnding(existing, pods, avoid):
+			step("waiting for the previous agent to end")
+			if err := c.removeJob(ctx, existing); err != nil {
+				return nil, err
+			}
+			continue
+		case !joinable(&existing.Spec.Template.Spec, image):
+			// Another doppel version's agent: its protocol may differ.
+			// This session gets an agent of its own.
+			step("an agent of another version serves the target: starting a separate one")
+			opts.Exclusive = true
+			if job, err = AgentJob(opts); err != nil {
+				return nil, err
+			}
+			shared = false
+			continue
+		}
+		step("waiting for the agent another session is starting")
+		pod, err := c.waitAgent(ctx, existing, image, step, timeout)
+		if err != nil {
+			return nil, err
+		}
+		a, err := c.joinAgent(ctx, newAgent(), pod, step)
+		if !errors.Is(err, errAgentGone) {
+			return a, err
+		}
+		avoid = string(pod.UID)
 	}
-	a := &Agent{Namespace: ns, Job: created.Name, Port: AgentPort, Image: job.Spec.Template.Spec.Containers[0].Image, client: c}
-	pod, err := c.waitAgent(ctx, created, a.Image, step, timeout)
-	if err != nil {
-		// A failed start leaves nothing behind.
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		_ = a.Delete(dctx)
-		dcancel()
-		return nil, err
-	}
-	a.Pod, a.Node = pod.Name, pod.Spec.NodeName
-	step("agent running")
-	return a, nil
 }
 
 // AgentJob builds the agent's Job (exported for tests and `--dry-run`
@@ -205,6 +312,7 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 		ImagePullPolicy:          corev1.PullPolicy(cfg.ImagePullPolicy),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
+	shared := !t.Targetless() && !opts.Exclusive
 	if t.Targetless() {
 		// The agent is its own target: PID 1 of its pod, whose network and
 		// DNS the session uses. No host access, no capabilities.
@@ -232,6 +340,17 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 			ctr.SecurityContext.Privileged = ptrTo(true)
 		}
 	}
+	if shared {
+		// The agent reads its pod's annotations, where joining sessions
+		// add their token hashes, from a downward API volume.
+		args = append(args, "--token-file", TokenFile)
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: tokenVolume, VolumeSource: corev1.VolumeSource{
+			DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{
+				Path: path.Base(TokenFile), FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"},
+			}}},
+		}})
+		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: tokenVolume, MountPath: path.Dir(TokenFile), ReadOnly: true})
+	}
 	ctr.Args = args
 	if cfg.Resources != nil {
 		var err error
@@ -244,6 +363,9 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 	}
 	spec.Containers = []corev1.Container{ctr}
 	meta := metav1.ObjectMeta{GenerateName: AgentName + "-", Namespace: ns, Labels: labels, Annotations: annotations}
+	if shared {
+		meta.GenerateName, meta.Name = "", AgentJobName(t.PodUID)
+	}
 	job := &batchv1.Job{
 		ObjectMeta: meta,
 		Spec: batchv1.JobSpec{
@@ -265,17 +387,17 @@ func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, 
 	var lastEvents time.Time
 	pulling := false
 	for {
-		pods, err := c.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
+		pods, err := c.jobPods(ctx, job)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, c.startTimeout(job, timeout)
 			}
-			return nil, explain(err, "list", "pods", ns)
+			return nil, err
 		}
 		// Events say why a pod is missing or slow (FailedCreate, Pulling);
 		// reading them once a second is enough.
 		readEvents := time.Since(lastEvents) > time.Second
-		if len(pods.Items) == 0 {
+		if len(pods) == 0 {
 			step("waiting for the job to create the agent pod")
 			if readEvents {
 				lastEvents = time.Now()
@@ -284,7 +406,7 @@ func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, 
 				}
 			}
 		} else {
-			pod := &pods.Items[0]
+			pod := &pods[0]
 			done, err := agentPodState(pod, image, step)
 			if err != nil || done {
 				return pod, err
@@ -477,31 +599,6 @@ func (a *Agent) Delete(ctx context.Context) error {
 // resume the session (protocol.Hello.Resume).
 func (a *Agent) Dial(ctx context.Context) (net.Conn, error) {
 	return a.client.DialPod(ctx, a.Namespace, a.Pod, a.Port)
-}
-
-// Connect dials the agent and says hello, retrying while the agent has
-// not started listening yet (the container runs a few milliseconds before
-// its listener does).
-func (a *Agent) Connect(ctx context.Context, hello protocol.Hello) (*protocol.Client, error) {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		conn, err := a.Dial(ctx)
-		if err != nil {
-			return nil, err
-		}
-		cl, err := protocol.Dial(ctx, conn, hello)
-		if err == nil {
-			return cl, nil
-		}
-		if !errors.Is(err, protocol.ErrConnectionLost) || time.Now().After(deadline) {
-			return nil, fmt.Errorf("agent %s/%s: %w", a.Namespace, a.Pod, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 func tolerations(ts []config.Toleration) []corev1.Toleration {

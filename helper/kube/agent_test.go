@@ -52,6 +52,14 @@ func TestAgentJob(t *testing.T) {
 	case len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists:
 		t.Errorf("tolerations %v", spec.Tolerations)
 	}
+	if job.Name != "doppel-agent-uid-1" || job.GenerateName != "" {
+		t.Errorf("shared agent job name %q (generate %q)", job.Name, job.GenerateName)
+	}
+	if !strings.Contains(args, "--token-file "+TokenFile) || len(spec.Volumes) != 1 ||
+		spec.Volumes[0].DownwardAPI.Items[0].FieldRef.FieldPath != "metadata.annotations" ||
+		ctr.VolumeMounts[0].MountPath+"/"+spec.Volumes[0].DownwardAPI.Items[0].Path != TokenFile || !ctr.VolumeMounts[0].ReadOnly {
+		t.Errorf("token file: args %s volumes %+v mounts %+v", args, spec.Volumes, ctr.VolumeMounts)
+	}
 	meta := job.Spec.Template.ObjectMeta
 	if meta.Labels[LabelName] != AgentName || meta.Labels[LabelTargetPod] != "uid-1" || meta.Labels[LabelUser] != "alice.example.com" || meta.Labels["team"] != "a" {
 		t.Errorf("labels %v", meta.Labels)
@@ -67,11 +75,17 @@ func TestAgentJob(t *testing.T) {
 		t.Errorf("agent.namespace / agent.privileged ignored")
 	}
 
+	job, _ = AgentJob(AgentOptions{Target: target, Config: cfg, TokenHash: hash, Exclusive: true})
+	if job.Name != "" || job.GenerateName != "doppel-agent-" || len(job.Spec.Template.Spec.Volumes) != 0 ||
+		slices.Contains(job.Spec.Template.Spec.Containers[0].Args, "--token-file") {
+		t.Errorf("exclusive agent: name %q volumes %v args %v", job.Name, job.Spec.Template.Spec.Volumes, job.Spec.Template.Spec.Containers[0].Args)
+	}
+
 	cfg = config.Default().Agent
 	cfg.NodeSelector = map[string]string{"pool": "tools"}
 	job, _ = AgentJob(AgentOptions{Target: &Target{Namespace: "staging"}, Config: cfg, TokenHash: hash})
 	spec = job.Spec.Template.Spec
-	if spec.HostPID || spec.Containers[0].SecurityContext != nil || spec.NodeSelector["pool"] != "tools" ||
+	if spec.HostPID || spec.Containers[0].SecurityContext != nil || spec.NodeSelector["pool"] != "tools" || job.Name != "" || len(spec.Volumes) != 0 ||
 		!strings.Contains(strings.Join(spec.Containers[0].Args, " "), "--target-pid 1") {
 		t.Errorf("targetless agent: %+v", spec)
 	}
