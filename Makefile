@@ -91,7 +91,7 @@ test-fuzz:
 # test-integration: privileged tests (root): network namespaces play the pod,
 # real programs run under the layer.
 test-integration:
-	$(GO) test -count=1 -p 1 -tags integration -timeout 20m ./protocol/... ./agent/... ./helper/... ./layer/...
+	$(GO) test -count=1 -p 1 -tags integration -timeout 20m ./protocol/... ./agent/... ./helper/... ./layer/... ./test/integration/
 
 # test: everything, as CI runs it. Unit tests first (fast), then fuzzing and
 # the privileged integration suites, then the real cluster, the end-to-end

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -137,10 +139,17 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		}
 		return fallback
 	}
+	env := sess.Env(os.Environ())
+	path, err := lookPath(args[0], env)
+	if err != nil {
+		// As a shell says it, before anything runs.
+		fmt.Fprintf(stdio(deps.Streams.Err, os.Stderr), "doppel: %v\n", err)
+		return ExitError{Code: 127}
+	}
 	tree, err := launcher.Start(ctx, launcher.Spec{Filter: sup.Filter()}, launcher.Command{
-		Path:           args[0],
+		Path:           path,
 		Args:           args,
-		Env:            sess.Env(os.Environ()),
+		Env:            env,
 		Stdin:          stdio(deps.Streams.In, os.Stdin),
 		Stdout:         stdio(deps.Streams.Out, os.Stdout),
 		Stderr:         stdio(deps.Streams.Err, os.Stderr),
@@ -175,4 +184,33 @@ func connectAgent(ctx context.Context, address, token string) (*protocol.Client,
 		return nil, fmt.Errorf("agent at %s: %w", address, err)
 	}
 	return client, nil
+}
+
+// lookPath finds a command name without a slash in the PATH of env (the
+// command's own environment), so that a missing command exits 127 as in a
+// shell; a name with a slash is the launcher's to run (it exits 127 or 126
+// when exec fails).
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	pathEnv := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "." // an empty entry is the working directory
+		}
+		candidate := filepath.Join(dir, name)
+		if !filepath.IsAbs(candidate) {
+			candidate = "./" + candidate
+		}
+		if st, err := os.Stat(candidate); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return candidate, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found", name)
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -35,14 +37,8 @@ type dnsResponder struct {
 }
 
 func newDNSResponder(log *slog.Logger, remote, local exchangeFunc, isLocal func(string) bool, names *nameTable) (*dnsResponder, error) {
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	udp, tcp, err := listenUDPAndTCP(func() (net.Listener, error) { return net.Listen("tcp4", "127.0.0.1:0") })
 	if err != nil {
-		return nil, err
-	}
-	// TCP on the same port, so one address serves both (use-vc resolvers).
-	tcp, err := net.Listen("tcp4", udp.LocalAddr().String())
-	if err != nil {
-		udp.Close()
 		return nil, err
 	}
 	d := &dnsResponder{udp: udp, tcp: tcp, remote: remote, local: local, isLocal: isLocal, names: names, log: log,
@@ -50,6 +46,31 @@ func newDNSResponder(log *slog.Logger, remote, local exchangeFunc, isLocal func(
 	go d.serveUDP()
 	go d.serveTCP()
 	return d, nil
+}
+
+// listenUDPAndTCP listens on one loopback port for both UDP and TCP, so one
+// address serves both (use-vc resolvers ask over TCP where the layer sent
+// them). The kernel picks the TCP port (listen, from first); UDP on the same
+// port may be taken, by chance, by another program: then it tries another
+// port, a bounded number of times.
+func listenUDPAndTCP(first func() (net.Listener, error)) (*net.UDPConn, net.Listener, error) {
+	var lastErr error
+	for range 32 {
+		tcp, err := first()
+		if err != nil {
+			return nil, nil, err
+		}
+		udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tcp.Addr().(*net.TCPAddr).Port})
+		if err == nil {
+			return udp, tcp, nil
+		}
+		tcp.Close()
+		lastErr = err
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, nil, fmt.Errorf("DNS responder: no loopback port free for both UDP and TCP: %w", lastErr)
 }
 
 // Addr is where the layer sends port-53 traffic (UDP and TCP).

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,5 +94,39 @@ func TestDNSResponderServfailsWhenThePodCannotAnswer(t *testing.T) {
 	var dnsErr *net.DNSError
 	if !errors.As(err, &dnsErr) || dnsErr.IsNotFound {
 		t.Fatalf("want a server failure, got %v", err)
+	}
+}
+
+// The responder's TCP port may be taken for UDP by someone else: it moves
+// to a port free for both.
+func TestListenUDPAndTCPAvoidsATakenUDPPort(t *testing.T) {
+	taken, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.LocalAddr().(*net.UDPAddr).Port
+	calls, forced := 0, false
+	udp, tcp, err := listenUDPAndTCP(func() (net.Listener, error) {
+		calls++
+		if calls == 1 {
+			// The first TCP port is the one whose UDP twin is taken (unless
+			// TCP has it too, by chance).
+			l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(takenPort)))
+			if err == nil {
+				forced = true
+				return l, nil
+			}
+		}
+		return net.Listen("tcp4", "127.0.0.1:0")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	defer tcp.Close()
+	up, tp := udp.LocalAddr().(*net.UDPAddr).Port, tcp.Addr().(*net.TCPAddr).Port
+	if up != tp || up == takenPort || (forced && calls < 2) {
+		t.Errorf("udp %d, tcp %d, taken %d, %d tries", up, tp, takenPort, calls)
 	}
 }

@@ -78,6 +78,8 @@ func (h *handler) connectUDP(ctx context.Context, r layer.ConnectRequest) layer.
 			return layer.ConnectVerdict{Action: layer.Redirect, Redirect: relay.Addr()}
 		}
 	}
+	// Relays of sockets the process closed since still hold agent streams.
+	h.sweepRelays()
 	remote, err := h.remote.DialUDP(ctx, r.Dst.String())
 	if err != nil {
 		return layer.ConnectVerdict{Action: layer.Fail, Errno: errnoOf(err, syscall.ENETUNREACH)}
@@ -102,6 +104,22 @@ func (h *handler) connectUDP(ctx context.Context, r layer.ConnectRequest) layer.
 		h.relays[relayKey{local: unmapAddrPort(local), dst: r.Dst}] = relay
 		h.mu.Unlock()
 	}}
+}
+
+// sweepRelays closes the relays whose process socket is gone, at once
+// rather than at their next liveness check.
+func (h *handler) sweepRelays() {
+	h.mu.Lock()
+	relays := make(map[*udpRelay]bool, len(h.relays))
+	for _, r := range h.relays {
+		relays[r] = true
+	}
+	h.mu.Unlock()
+	for r := range relays {
+		if r.peerGone() {
+			r.Close()
+		}
+	}
 }
 
 func (h *handler) Listening(p layer.Process, proto layer.Proto, requested, actual netip.AddrPort) {

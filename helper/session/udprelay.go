@@ -42,10 +42,17 @@ func newUDPRelay(log *slog.Logger, remote net.Conn, idle time.Duration, onDone f
 // Addr is where the process's socket sends.
 func (r *udpRelay) Addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// setPeer records the process's socket address (from the layer).
+// setPeer records the process's socket address (from the layer). An
+// unconnected socket bound to the wildcard address (0.0.0.0 or [::]) reports
+// that address, but its datagrams to the relay come from loopback, where
+// the relay listens: that is the peer to match and answer.
 func (r *udpRelay) setPeer(p netip.AddrPort) {
+	p = unmapAddrPort(p)
+	if p.Addr().IsUnspecified() {
+		p = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), p.Port())
+	}
 	r.mu.Lock()
-	r.peer = unmapAddrPort(p)
+	r.peer = p
 	r.mu.Unlock()
 }
 
@@ -98,8 +105,18 @@ func (r *udpRelay) fromPod() {
 	}
 }
 
+// relayLivenessEvery is how often a relay checks that the process's socket
+// still exists.
+const relayLivenessEvery = 2 * time.Second
+
+// reapIdle closes the relay when its flow has been idle too long, or when
+// the process's socket is gone: nothing tells a relay that the process
+// closed its socket, and every relay holds one of the session's agent
+// streams, of which the agent grants a bounded number (a program that opens
+// and closes UDP sockets in a loop would otherwise run out of them, and then
+// every connect would fail with EMFILE until the idle window passed).
 func (r *udpRelay) reapIdle() {
-	t := time.NewTicker(r.idle / 4)
+	t := time.NewTicker(min(r.idle/4, relayLivenessEvery))
 	defer t.Stop()
 	for range t.C {
 		r.mu.Lock()
@@ -108,11 +125,29 @@ func (r *udpRelay) reapIdle() {
 		if closed {
 			return
 		}
-		if idle {
+		if idle || r.peerGone() {
 			r.Close()
 			return
 		}
 	}
+}
+
+// peerGone reports whether the process's socket no longer exists: nobody
+// holds its address any more, so binding it succeeds. (A socket bound to
+// the wildcard address, or with SO_REUSEADDR, makes the bind fail: alive.)
+func (r *udpRelay) peerGone() bool {
+	r.mu.Lock()
+	peer := r.peer
+	r.mu.Unlock()
+	if !peer.IsValid() || !peer.Addr().Is4() {
+		return false
+	}
+	probe, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(peer))
+	if err != nil {
+		return false
+	}
+	probe.Close()
+	return true
 }
 
 func (r *udpRelay) Close() error {
