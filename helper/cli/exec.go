@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/doppel-dev/doppel/helper/config"
 	"github.com/doppel-dev/doppel/helper/session"
-	"github.com/doppel-dev/doppel/internal/buildinfo"
 	"github.com/doppel-dev/doppel/layer"
 	"github.com/doppel-dev/doppel/layer/launcher"
 	"github.com/doppel-dev/doppel/layer/seccomp"
@@ -34,6 +32,7 @@ type execFlags struct {
 	agentToken   string
 	reportListen string
 	overrides    config.Overrides
+	kube         kubeFlags
 }
 
 // NewExecCommand returns `doppel exec`.
@@ -53,7 +52,10 @@ Its exit status is doppel's.`,
 	fl := cmd.Flags()
 	fl.SetInterspersed(false)
 	fl.StringVarP(&f.configFile, "config", "f", "", "configuration file (default: the one in .doppel/ or .mirrord/)")
+	fl.StringVarP(&f.overrides.Target, "target", "t", "", "the target: deployment/NAME, pod/NAME[/container/C], statefulset/…, job/…, cronjob/…, service/…, rollout/…, or targetless")
 	fl.StringVar(&f.overrides.FSMode, "fs-mode", "", "file mode: read, write, local or localwithoverrides (feature.fs.mode)")
+	fl.StringVar(&f.overrides.IncomingMode, "incoming", "", "incoming traffic: mirror, steal or off (feature.network.incoming.mode)")
+	f.kube.register(fl)
 	// Development: talk to an agent started by hand (`doppel-agent serve`).
 	fl.StringVar(&f.agentAddress, "agent-address", "", "connect to this agent instead of starting one")
 	fl.StringVar(&f.agentToken, "agent-token", "", "the session token the agent was started with")
@@ -83,6 +85,14 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(found)
 }
 
+// stdio returns the *os.File behind a stream, for the command to inherit.
+func stdio(v any, fallback *os.File) *os.File {
+	if file, ok := v.(*os.File); ok {
+		return file
+	}
+	return fallback
+}
+
 func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	if ctx == nil {
 		ctx = context.Background()
@@ -102,9 +112,6 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	for _, w := range warnings {
 		deps.Logger.Warn(w)
 	}
-	if f.agentAddress == "" {
-		return fmt.Errorf("no agent: pass --agent-address and --agent-token of an agent started with `doppel-agent serve` (starting agents in a cluster comes with the Kubernetes integration)")
-	}
 	var onListen func(session.ListenPort)
 	if f.reportListen != "" {
 		report, err := newListenReport(f.reportListen)
@@ -114,15 +121,29 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		defer report.Close()
 		onListen = report.add
 	}
-	client, err := connectAgent(ctx, f.agentAddress, f.agentToken)
+	var remote interface {
+		session.Remote
+		Close() error
+	}
+	if f.agentAddress != "" {
+		remote, err = connectAgent(ctx, f.agentAddress, f.agentToken)
+	} else {
+		errOut := stdio(deps.Streams.Err, os.Stderr)
+		remote, _, err = startClusterSession(ctx, deps, cfg, f.kube, func(step string) {
+			fmt.Fprintf(errOut, "doppel: %s\n", step)
+		})
+	}
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer remote.Close()
 
 	host := config.LocalHostPaths()
 	host.Executable = args[0]
-	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: client, Log: deps.Logger, Host: host, OnListen: onListen})
+	if p, err := lookPath(args[0], os.Environ()); err == nil {
+		host.Executable = p
+	}
+	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: remote, Log: deps.Logger, Host: host, OnListen: onListen})
 	if err != nil {
 		return err
 	}
@@ -133,12 +154,6 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		Log:    deps.Logger.With("part", "layer"),
 	})
 	defer sup.Close()
-	stdio := func(v any, fallback *os.File) *os.File {
-		if file, ok := v.(*os.File); ok {
-			return file
-		}
-		return fallback
-	}
 	env := sess.Env(os.Environ())
 	path, err := lookPath(args[0], env)
 	if err != nil {
@@ -172,14 +187,9 @@ func connectAgent(ctx context.Context, address, token string) (*protocol.Client,
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the agent at %s: %w", address, err)
 	}
-	info := protocol.ClientInfo{Version: buildinfo.Get().Version, PID: os.Getpid()}
-	if u, err := user.Current(); err == nil {
-		info.User = u.Username
-	}
-	info.Host, _ = os.Hostname()
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	client, err := protocol.Dial(hctx, conn, protocol.Hello{SessionID: uuid.NewString(), Token: token, Client: info})
+	client, err := protocol.Dial(hctx, conn, protocol.Hello{SessionID: uuid.NewString(), Token: token, Client: clientInfo()})
 	if err != nil {
 		return nil, fmt.Errorf("agent at %s: %w", address, err)
 	}
