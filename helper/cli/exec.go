@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/doppel-dev/doppel/helper/config"
+	"github.com/doppel-dev/doppel/helper/kube"
 	"github.com/doppel-dev/doppel/helper/session"
 	"github.com/doppel-dev/doppel/layer"
 	"github.com/doppel-dev/doppel/layer/launcher"
@@ -125,20 +126,24 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		session.Remote
 		Close() error
 	}
+	host := config.LocalHostPaths()
 	if f.agentAddress != "" {
 		remote, err = connectAgent(ctx, f.agentAddress, f.agentToken)
 	} else {
 		errOut := stdio(deps.Streams.Err, os.Stderr)
-		remote, _, err = startClusterSession(ctx, deps, cfg, f.kube, func(step string) {
+		var target *kube.Target
+		remote, target, err = startClusterSession(ctx, deps, cfg, f.kube, func(step string) {
 			fmt.Fprintf(errOut, "doppel: %s\n", step)
 		})
+		if target != nil {
+			host.TargetAppPaths = append(target.Mounts, target.WorkingDir)
+		}
 	}
 	if err != nil {
 		return err
 	}
 	defer remote.Close()
 
-	host := config.LocalHostPaths()
 	host.Executable = args[0]
 	if p, err := lookPath(args[0], os.Environ()); err == nil {
 		host.Executable = p

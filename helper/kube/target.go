@@ -42,6 +42,12 @@ type Target struct {
 	// the pod).
 	Ports      []Port  `json:"ports,omitempty"`
 	ProbePorts []int32 `json:"probe_ports,omitempty"`
+	// Mounts are the container's volume mount paths (ConfigMaps, Secrets,
+	// the service-account token): the application's files, read from the
+	// pod even where a local system directory (/etc, /var) is the rule.
+	Mounts []string `json:"mounts,omitempty"`
+	// WorkingDir is the container's working directory, if its spec sets one.
+	WorkingDir string `json:"working_dir,omitempty"`
 }
 
 // Port is a declared container port.
@@ -473,6 +479,10 @@ func targetOf(path config.TargetPath, pod *corev1.Pod) (*Target, error) {
 		t.Ports = append(t.Ports, Port{Name: p.Name, Port: p.ContainerPort, Protocol: proto})
 	}
 	t.ProbePorts = probePorts(ctr)
+	for _, m := range ctr.VolumeMounts {
+		t.Mounts = append(t.Mounts, m.MountPath)
+	}
+	t.WorkingDir = ctr.WorkingDir
 	return t, nil
 }
 

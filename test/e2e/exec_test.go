@@ -1,0 +1,194 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/doppel-dev/doppel/test/e2e/framework"
+)
+
+// `doppel exec` through a real pod: the local process gets the target's env
+// (from a Secret), files (a ConfigMap volume, the service-account token, its
+// hostname), DNS (Service short names) and network (ClusterIP, pod IP, UDP).
+
+var buildDoppel = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "doppel-e2e-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "doppel")
+	cmd := exec.Command("go", "build", "-o", bin, "./helper")
+	cmd.Dir = framework.RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build doppel: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// doppelExec runs `doppel exec` in a working directory holding config, and
+// returns stdout and stderr.
+func doppelExec(t *testing.T, config string, args ...string) (string, string, error) {
+	t.Helper()
+	bin, err := buildDoppel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(wd, ".doppel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(wd, ".doppel", "config.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"exec", "--"}, args...)...)
+	cmd.Dir = wd
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("doppel exec %v did not finish in 2 minutes; stderr:\n%s", args, stderr.String())
+	}
+	return stdout.String(), stderr.String(), err
+}
+
+// execConfig is a config targeting target in ns with the test's agent image.
+func execConfig(t *testing.T, ns, target string) string {
+	return fmt.Sprintf("target:\n  path: %s\n  namespace: %s\nagent:\n  image: %s\n  image_pull_policy: Never\n",
+		target, ns, agentImage(t))
+}
+
+func TestExecThroughAPod(t *testing.T) {
+	ns := cluster.Namespace(t, "exec")
+	ctx := framework.Context(t, 3*time.Minute)
+	secret := "s3cr3t-" + ns
+	_, err := cluster.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "app"}, StringData: map[string]string{"password": secret},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cluster.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "app-config"}, Data: map[string]string{"greeting": "hello from a configmap", "mode": "staging"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := framework.ToolboxPod("target", "serve", "-port", "8080")
+	c := &target.Spec.Containers[0]
+	c.Env = []corev1.EnvVar{{Name: "APP_PASSWORD", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "app"}, Key: "password"}}}}
+	c.VolumeMounts = []corev1.VolumeMount{{Name: "config", MountPath: "/etc/app-config"}}
+	target.Spec.Volumes = []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app-config"}}}}}
+	target = cluster.RunPod(t, ns, target)
+
+	echo, svc := echoService(t, ns)
+	udp := framework.ToolboxPod("udp", "udp-echo", "-port", "9000")
+	cluster.RunPod(t, ns, udp)
+	_, err = cluster.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "udp-echo"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "udp"},
+			Ports: []corev1.ServicePort{{Port: 9000, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt(9000)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	script := strings.Join([]string{
+		`echo "env=$APP_PASSWORD"`,
+		`echo "hostname=$(cat /etc/hostname)"`,
+		`echo "configmap=$(cat /etc/app-config/greeting)"`,
+		`echo "listing=$(ls /etc/app-config | tr '\n' ,)"`,
+		`echo "sa-namespace=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)"`,
+		`echo "sa-token=$(head -c 3 /var/run/secrets/kubernetes.io/serviceaccount/token)"`,
+		`echo "short-name=$(getent hosts echo | cut -d' ' -f1)"`,
+		`echo "service=$(curl -s --max-time 10 http://echo/env/GREETING)"`,
+		`echo "cluster-ip=$(curl -s --max-time 10 http://` + svc.Spec.ClusterIP + `/env/GREETING)"`,
+		`echo "pod-ip=$(curl -s --max-time 10 http://` + echo.Status.PodIP + `:8080/env/GREETING)"`,
+		`exec 3<>/dev/udp/udp-echo/9000; printf ping >&3; read -r -t 5 -N 4 reply <&3; echo "udp=$reply"`,
+		`curl -s --max-time 10 http://` + echo.Status.PodIP + `:1/ >/dev/null; echo "refused=$?"`,
+		`exit 3`,
+	}, "\n")
+	stdout, stderr, err := doppelExec(t, execConfig(t, ns, "pod/target"), "bash", "-c", script)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Fatalf("doppel exec: %v (want exit status 3)\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(stdout, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			got[k] = v
+		}
+	}
+	want := map[string]string{
+		"env":          secret,
+		"hostname":     target.Name,
+		"configmap":    "hello from a configmap",
+		"listing":      "greeting,mode,",
+		"sa-namespace": ns,
+		"sa-token":     "eyJ", // a JWT
+		"short-name":   svc.Spec.ClusterIP,
+		"service":      "hi from " + ns,
+		"cluster-ip":   "hi from " + ns,
+		"pod-ip":       "hi from " + ns,
+		"udp":          "ping",
+		"refused":      "7", // curl: could not connect
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if t.Failed() {
+		t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	}
+}
+
+// TestExecStagingBackendLocally is the demo's story: the staging backend
+// runs locally with the pod's DB credentials and writes to the cluster's
+// PostgreSQL, which the cluster's frontend then lists.
+func TestExecStagingBackendLocally(t *testing.T) {
+	deployStaging(t)
+	id := fmt.Sprintf("local-%d", time.Now().UnixNano())
+	backend := filepath.Join(t.TempDir(), "backend")
+	build := exec.Command("go", "build", "-o", backend, "./test/apps/staging/backend")
+	build.Dir = framework.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the backend: %v\n%s", err, out)
+	}
+	// The local backend listens on 8080 (rebound if taken locally); the
+	// script talks to it by the port it reports.
+	script := backend + ` & pid=$!
+for i in $(seq 100); do curl -sf localhost:8080/ >/dev/null && break; sleep 0.1; done
+curl -sf -X POST "localhost:8080/video?id=` + id + `&title=written+locally"
+kill $pid`
+	stdout, stderr, err := doppelExec(t, execConfig(t, "staging", "deployment/backend"), "bash", "-c", script)
+	if err != nil || !strings.Contains(stdout, id) {
+		t.Fatalf("local backend: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	frontend := "http://" + cluster.PortForward(t, "staging", podOf(t, "frontend"), 8080)
+	code, body := framework.HTTPGet(t, frontend+"/videos")
+	if code != 200 || !strings.Contains(body, id) {
+		t.Fatalf("the cluster's frontend does not list the row the local backend wrote: %d\n%s", code, body)
+	}
+}
