@@ -64,7 +64,7 @@ cluster:
 cluster-down:
 	hack/cluster/down.sh
 
-demo: cluster images image
+demo: cluster images image doppel
 	hack/demo.sh
 
 deps:

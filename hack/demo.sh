@@ -11,6 +11,7 @@ if [[ ${DOPPEL_USE_EXISTING_CLUSTER:-} == 1 ]]; then
 	kubectl=(kubectl)
 else
 	kubectl=("$CACHE_DIR/bin/kubectl" --kubeconfig "$KUBECONFIG_ADMIN")
+	export KUBECONFIG=$KUBECONFIG_ADMIN
 fi
 k() { "${kubectl[@]}" "$@"; }
 
@@ -24,7 +25,7 @@ k -n staging get pods -o wide
 port=${DEMO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 k -n staging port-forward --address 127.0.0.1 svc/frontend "$port:80" >/dev/null 2>&1 &
 pf=$!
-trap 'kill $pf 2>/dev/null' EXIT
+trap 'kill $pf 2>/dev/null || true' EXIT
 url=http://127.0.0.1:$port
 for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
 
@@ -35,6 +36,34 @@ curl -sf -X POST --data-urlencode "id=$id" --data-urlencode "title=Added by make
 log "videos listed by the frontend (from PostgreSQL in the cluster):"
 curl -sf "$url/videos" | grep -o "$id" | head -1 | sed 's/^/  /'
 curl -sf "$url/videos" | grep -q "$id" || die "the video added through the frontend is not listed"
+
+# The main job: the staging backend runs on this machine as if it ran in
+# its pod — the pod's DB credentials, the cluster's DNS and PostgreSQL.
+if [[ -x $root/bin/doppel ]]; then
+	log "running the backend locally under doppel (target deployment/backend in staging)"
+	# It listens on the pod's PORT (8080); where 8080 is taken on this
+	# machine the layer moves it, and --report-listen says where.
+	listen=$root/bin/demo-backend.listen
+	rm -f "$listen"
+	(cd "$root/test/apps/staging" && exec "$root/bin/doppel" exec -n staging --target deployment/backend \
+		--report-listen "$listen" -- "$root/bin/images/backend") >"$root/bin/demo-backend.log" 2>&1 &
+	dp=$!
+	trap 'kill $pf 2>/dev/null || true; kill -INT $dp 2>/dev/null || true' EXIT
+	for _ in $(seq 300); do [[ -s $listen ]] && break; sleep 0.1; done
+	bport=$(sed -n 's/.*"actual":"[^"]*:\([0-9]*\)".*/\1/p' "$listen" 2>/dev/null | head -1)
+	for _ in $(seq 100); do curl -sf "localhost:$bport/" >/dev/null && break; sleep 0.1; done
+	curl -sf "localhost:$bport/" >/dev/null || { cat "$root/bin/demo-backend.log"; die "the local backend did not come up"; }
+	sed -n 's/^doppel: /  doppel: /p' "$root/bin/demo-backend.log"
+	log "the local backend's env came from the pod: it reads the cluster's PostgreSQL:"
+	curl -sf "localhost:$bport/videos" | head -c 300 | sed 's/^/  /'
+	echo
+	lid=local-$(date +%s)
+	curl -sf -X POST "localhost:$bport/video?id=$lid&title=Written+by+the+local+backend" >/dev/null
+	curl -sf "$url/videos" | grep -q "$lid" || die "the cluster's frontend does not list the row the local backend wrote"
+	log "a video written by the local backend ($lid) is listed by the cluster's frontend"
+	kill -INT "$dp"
+	wait "$dp" 2>/dev/null || true
+fi
 
 echo
 echo "The staging stack answers at $url (frontend, port-forwarded)."
