@@ -192,7 +192,7 @@ func TestAgentUnreachable(t *testing.T) {
 			[]string{"cannot reach the agent at " + dead, "connection refused"}},
 		{"wrong token", []string{"--agent-address", s.agentProc.Addr, "--agent-token", "not-the-token"},
 			[]string{"agent at " + s.agentProc.Addr}},
-		{"no agent", nil, []string{"no agent"}},
+		{"no target", nil, []string{"no target", "--target"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := s.doppelExec(t, run{NoAgent: true, Args: tc.args, Cmd: []string{"sh", "-c", "touch ran"}, Timeout: 30 * time.Second})

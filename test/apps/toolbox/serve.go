@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 
 	"github.com/doppel-dev/doppel/test/apps/internal/httpserve"
 )
@@ -49,6 +50,21 @@ func helloHandler(hostname string, lookupEnv func(string) (string, bool)) http.H
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
+	})
+	// /bytes/N streams N MiB of zeros, for throughput benchmarks.
+	mux.HandleFunc("GET /bytes/{mib}", func(w http.ResponseWriter, r *http.Request) {
+		mib, err := strconv.Atoi(r.PathValue("mib"))
+		if err != nil || mib < 0 || mib > 4096 {
+			http.Error(w, "want 0..4096 MiB", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(mib<<20))
+		buf := make([]byte, 1<<20)
+		for i := 0; i < mib; i++ {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
 	})
 	return mux
 }

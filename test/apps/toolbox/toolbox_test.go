@@ -240,3 +240,20 @@ func TestCat(t *testing.T) {
 		t.Fatalf("cat of a missing file: code %d", code)
 	}
 }
+
+func TestBytesEndpoint(t *testing.T) {
+	srv := httptest.NewServer(helloHandler("h", func(string) (string, bool) { return "", false }))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/bytes/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != 3<<20 {
+		t.Fatalf("got %d bytes", n)
+	}
+	if resp, _ := http.Get(srv.URL + "/bytes/x"); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad size: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,318 @@
+// Command kube measures doppel against a real cluster, side by side with
+// the baseline a user has without it, in one run:
+//
+//	make cluster image images && go run ./bench/kube
+//
+// Startup: `doppel exec -- true` with a new agent (cold) and with a running
+// one (warm) against a bare pod start (create to Ready). Outgoing traffic to
+// a cluster Service: throughput and new-connection latency through doppel
+// against `kubectl port-forward` to the same Service (its default tunnel).
+// And the agent's idle memory and image size.
+//
+// It uses the local cluster's KUBECONFIG and the toolbox and agent images
+// (`make images image`); every load is bounded.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+var (
+	kubectl   = flag.String("kubectl", filepath.Join(os.Getenv("HOME"), ".cache/doppel/bin/kubectl"), "kubectl binary")
+	doppel    = flag.String("doppel", "bin/doppel", "doppel binary (make doppel)")
+	image     = flag.String("agent-image", "", "agent image (default: doppel-agent:<git describe>, as make image tags it)")
+	runs      = flag.Int("runs", 3, "runs of each startup measurement")
+	mib       = flag.Int("mib", 256, "MiB per throughput run")
+	requests  = flag.Int("requests", 200, "requests of the latency measurement")
+	namespace = "doppel-bench-" + strconv.Itoa(rand.IntN(1e6))
+)
+
+func main() {
+	flag.Parse()
+	if *image == "" {
+		out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output()
+		if err != nil {
+			fail(fmt.Errorf("git describe: %w (pass -agent-image)", err))
+		}
+		*image = "doppel-agent:" + strings.TrimSpace(string(out))
+	}
+	if err := run(); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+type row struct {
+	name            string
+	doppel, without float64
+	unit            string
+	baseline        string
+}
+
+func run() error {
+	if _, err := k("create", "namespace", namespace); err != nil {
+		return err
+	}
+	defer k("delete", "namespace", namespace, "--wait=false")
+	manifest := `apiVersion: v1
+kind: Pod
+metadata: {name: target, labels: {app: bulk}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: doppel.local/toolbox:dev, imagePullPolicy: Never, args: [serve, -port, "8080"],
+     readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bulk}
+spec:
+  selector: {app: bulk}
+  ports: [{port: 80, targetPort: 8080}]
+`
+	if _, err := kIn(manifest, "apply", "-n", namespace, "-f", "-"); err != nil {
+		return err
+	}
+	if _, err := k("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "--timeout=60s"); err != nil {
+		return err
+	}
+	wd, err := os.MkdirTemp("", "doppel-bench-kube")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(wd)
+	os.MkdirAll(filepath.Join(wd, ".doppel"), 0o755)
+	cfg := fmt.Sprintf("target: {path: pod/target, namespace: %s}\nagent: {image: %q, image_pull_policy: Never, communication_timeout: 2, ttl: 1}\n", namespace, *image)
+	if err := os.WriteFile(filepath.Join(wd, ".doppel", "config.yaml"), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	doppelBin, err := filepath.Abs(*doppel)
+	if err != nil {
+		return err
+	}
+	dexec := func(args ...string) (string, error) {
+		cmd := exec.Command(doppelBin, append([]string{"exec", "--"}, args...)...)
+		cmd.Dir = wd
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("doppel exec %v: %v\n%s", args, err, errOut.String())
+		}
+		return out.String(), nil
+	}
+
+	var rows []row
+	// Startup, cold: no agent for the target yet.
+	var bare, cold, warm []float64
+	for i := 0; i < *runs; i++ {
+		if err := waitNoAgent(); err != nil {
+			return err
+		}
+		start := time.Now()
+		if _, err := dexec("true"); err != nil {
+			return err
+		}
+		cold = append(cold, time.Since(start).Seconds())
+		name := fmt.Sprintf("bare-%d", i)
+		start = time.Now()
+		if _, err := k("run", "-n", namespace, name, "--image=doppel.local/toolbox:dev", "--image-pull-policy=Never",
+			"--restart=Never", "--", "sleep"); err != nil {
+			return err
+		}
+		if _, err := k("wait", "-n", namespace, "--for=condition=Ready", "pod/"+name, "--timeout=60s"); err != nil {
+			return err
+		}
+		bare = append(bare, time.Since(start).Seconds())
+	}
+	// Warm: a session keeps the agent; new sessions join it.
+	keeper := exec.Command(doppelBin, "exec", "--", "sleep", "600")
+	keeper.Dir = wd
+	if err := keeper.Start(); err != nil {
+		return err
+	}
+	defer func() { keeper.Process.Signal(os.Interrupt); keeper.Wait() }()
+	if _, err := dexec("true"); err != nil { // wait until the agent is up
+		return err
+	}
+	for i := 0; i < *runs; i++ {
+		start := time.Now()
+		if _, err := dexec("true"); err != nil {
+			return err
+		}
+		warm = append(warm, time.Since(start).Seconds())
+	}
+	rows = append(rows,
+		row{"start, cold (new agent pod) vs bare pod start", median(cold), median(bare), "s", "kubectl run + Ready"},
+		row{"start, warm (agent running) vs bare pod start", median(warm), median(bare), "s", "kubectl run + Ready"})
+
+	// Outgoing through doppel vs kubectl port-forward to the same Service.
+	pf := exec.Command(*kubectl, "port-forward", "-n", namespace, "svc/bulk", ":80")
+	var pfOut bytes.Buffer
+	pf.Stdout = &pfOut
+	if err := pf.Start(); err != nil {
+		return err
+	}
+	defer func() { pf.Process.Kill(); pf.Wait() }()
+	var local string
+	for i := 0; i < 100 && local == ""; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(pfOut.String()); m != nil {
+			local = "127.0.0.1:" + m[1]
+		}
+	}
+	if local == "" {
+		return fmt.Errorf("kubectl port-forward did not start: %s", pfOut.String())
+	}
+	speed := fmt.Sprintf("curl -s -o /dev/null -w '%%{speed_download}\\n' http://%%s/bytes/%d", *mib)
+	var tDoppel, tPF []float64
+	for i := 0; i < *runs; i++ {
+		out, err := dexec("sh", "-c", fmt.Sprintf(speed, "bulk"))
+		if err != nil {
+			return err
+		}
+		tDoppel = append(tDoppel, num(out)/1e6)
+		out2, err := exec.Command("sh", "-c", fmt.Sprintf(speed, local)).Output()
+		if err != nil {
+			return err
+		}
+		tPF = append(tPF, num(string(out2))/1e6)
+	}
+	rows = append(rows, row{fmt.Sprintf("throughput, %d MiB from a Service", *mib), median(tDoppel), median(tPF), "MB/s", "kubectl port-forward"})
+
+	loop := fmt.Sprintf(`for i in $(seq %d); do curl -s -o /dev/null -w '%%{time_total}\n' http://%%s/healthz; done`, *requests)
+	out, err := dexec("bash", "-c", fmt.Sprintf(loop, "bulk"))
+	if err != nil {
+		return err
+	}
+	lDoppel := nums(out)
+	out2, err := exec.Command("bash", "-c", fmt.Sprintf(loop, local)).Output()
+	if err != nil {
+		return err
+	}
+	lPF := nums(string(out2))
+	rows = append(rows,
+		row{"request on a new connection, p50", 1000 * pct(lDoppel, 50), 1000 * pct(lPF, 50), "ms", "kubectl port-forward"},
+		row{"request on a new connection, p99", 1000 * pct(lDoppel, 99), 1000 * pct(lPF, 99), "ms", "kubectl port-forward"})
+
+	print(rows)
+	rss, err := agentRSS()
+	if err != nil {
+		fmt.Println("agent idle RSS: ", err)
+	} else {
+		fmt.Printf("agent idle RSS (one session): %.1f MiB\n", rss)
+	}
+	if size, err := imageSize(); err == nil {
+		fmt.Printf("agent image %s: %.2f MiB compressed\n", *image, size)
+	}
+	return nil
+}
+
+// waitNoAgent waits until no agent pod runs in the namespace (the last
+// session's idle window and the Job's TTL).
+func waitNoAgent() error {
+	for i := 0; i < 300; i++ {
+		out, err := k("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=doppel-agent", "-o", "name")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) == "" {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("the agent did not go away")
+}
+
+// agentRSS reads the resident memory of the agent process on this node.
+func agentRSS() (float64, error) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("doppel-agent\x00serve")) {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
+		if err != nil {
+			continue
+		}
+		if m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status); m != nil {
+			kb, _ := strconv.Atoi(string(m[1]))
+			return float64(kb) / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no agent process found on this node")
+}
+
+func imageSize() (float64, error) {
+	tag := strings.TrimPrefix(*image, "doppel-agent:")
+	st, err := os.Stat(filepath.Join("bin", "doppel-agent-"+tag+".tar"))
+	if err != nil {
+		return 0, err
+	}
+	return float64(st.Size()) / (1 << 20), nil
+}
+
+func k(args ...string) (string, error) { return kIn("", args...) }
+
+func kIn(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(*kubectl, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return string(out), nil
+}
+
+func num(s string) float64 {
+	f, _ := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	return f
+}
+
+func nums(s string) []float64 {
+	var out []float64
+	for _, f := range strings.Fields(s) {
+		out = append(out, num(f))
+	}
+	return out
+}
+
+func median(v []float64) float64 { return pct(v, 50) }
+
+func pct(v []float64, p int) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i]
+}
+
+func print(rows []row) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "measurement\tdoppel\tbaseline\tdoppel/baseline\tunit\tbaseline is\t")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%.2f\t%.2f\t%.2fx\t%s\t%s\t\n", r.name, r.doppel, r.without, r.doppel/r.without, r.unit, r.baseline)
+	}
+	w.Flush()
+}
