@@ -35,12 +35,12 @@ func clientInfo() protocol.ClientInfo {
 // agent and connects to it through a port-forward. Progress goes to
 // progress. The returned Remote reconnects by itself after a drop.
 func startClusterSession(ctx context.Context, deps Deps, cfg *config.Config, kf kubeFlags, progress func(string)) (*session.Reconnecting, *kube.Target, error) {
+	if cfg.Target.Path.IsZero() {
+		return nil, nil, fmt.Errorf("no target: set target in .doppel/config.yaml or pass --target (for example --target deployment/backend), or --target targetless")
+	}
 	kc, err := kube.New(kf.options(cfg))
 	if err != nil {
 		return nil, nil, err
-	}
-	if cfg.Target.Path.IsZero() {
-		return nil, nil, fmt.Errorf("no target: set target in .doppel/config.yaml or pass --target (for example --target deployment/backend), or --target targetless")
 	}
 	ns := cfg.Target.Namespace
 	if kf.namespace != "" {
