@@ -34,8 +34,9 @@ curl -sf "$url/?user=demo" | sed -n 's:.*<h1>\(.*\)</h1>.*:  \1:p'
 id=demo-$(date +%s)
 curl -sf -X POST --data-urlencode "id=$id" --data-urlencode "title=Added by make demo" "$url/add" >/dev/null
 log "videos listed by the frontend (from PostgreSQL in the cluster):"
-curl -sf "$url/videos" | grep -o "$id" | head -1 | sed 's/^/  /'
-curl -sf "$url/videos" | grep -q "$id" || die "the video added through the frontend is not listed"
+videos=$(curl -sf "$url/videos")
+grep -o "$id" <<<"$videos" | sed -n '1s/^/  /p'
+grep -q "$id" <<<"$(curl -sf "$url/videos")" || die "the video added through the frontend is not listed"
 
 # The main job: the staging backend runs on this machine as if it ran in
 # its pod — the pod's DB credentials, the cluster's DNS and PostgreSQL.
@@ -55,11 +56,12 @@ if [[ -x $root/bin/doppel ]]; then
 	curl -sf "localhost:$bport/" >/dev/null || { cat "$root/bin/demo-backend.log"; die "the local backend did not come up"; }
 	sed -n 's/^doppel: /  doppel: /p' "$root/bin/demo-backend.log"
 	log "the local backend's env came from the pod: it reads the cluster's PostgreSQL:"
-	curl -sf "localhost:$bport/videos" | head -c 300 | sed 's/^/  /'
+	rows=$(curl -sf "localhost:$bport/videos")
+	echo "  ${rows:0:300}"
 	echo
 	lid=local-$(date +%s)
 	curl -sf -X POST "localhost:$bport/video?id=$lid&title=Written+by+the+local+backend" >/dev/null
-	curl -sf "$url/videos" | grep -q "$lid" || die "the cluster's frontend does not list the row the local backend wrote"
+	grep -q "$lid" <<<"$(curl -sf "$url/videos")" || die "the cluster's frontend does not list the row the local backend wrote"
 	log "a video written by the local backend ($lid) is listed by the cluster's frontend"
 	kill -INT "$dp"
 	wait "$dp" 2>/dev/null || true

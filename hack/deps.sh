@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster/lib.sh"
 if [[ $(id -u) != 0 ]]; then
 	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		grep -q "install ok installed" <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" ||
 			die "Debian package $p is missing and installing it needs root: sudo apt-get install $p"
 	done
 	exit 0

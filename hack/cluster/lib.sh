@@ -58,7 +58,7 @@ need_root() {
 ensure_packages() {
 	local missing=()
 	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+		grep -q "install ok installed" <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || missing+=("$p")
 	done
 	((${#missing[@]} == 0)) && return 0
 	log "installing Debian packages: ${missing[*]}"

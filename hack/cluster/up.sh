@@ -20,7 +20,7 @@ setup_network() {
 		log "creating node bridge $NODE_BRIDGE ($NODE_IP)"
 		ip link add "$NODE_BRIDGE" type bridge
 	fi
-	ip addr show dev "$NODE_BRIDGE" | grep -q "inet $NODE_IP/32" || ip addr add "$NODE_IP/32" dev "$NODE_BRIDGE"
+	grep -q "inet $NODE_IP/32" <<<"$(ip addr show dev "$NODE_BRIDGE")" || ip addr add "$NODE_IP/32" dev "$NODE_BRIDGE"
 	ip link set "$NODE_BRIDGE" up
 	# A Service packet kube-proxy did not translate ends in the portless
 	# bridge instead of following the default route off the machine.
@@ -32,7 +32,7 @@ setup_network() {
 	ip link set "$POD_BRIDGE" up
 	ip route replace "$POD_CIDR" dev "$POD_BRIDGE" table "$ROUTE_TABLE"
 	ip route replace unreachable default table "$ROUTE_TABLE"
-	ip rule show | grep -q "iif $POD_BRIDGE lookup $ROUTE_TABLE" ||
+	grep -q "iif $POD_BRIDGE lookup $ROUTE_TABLE" <<<"$(ip rule show)" ||
 		ip rule add priority "$RULE_PRIORITY" iif "$POD_BRIDGE" lookup "$ROUTE_TABLE"
 	# Forwarding guard: pod traffic may only be forwarded between pods.
 	if ! iptables -w -t filter -S "$GUARD_CHAIN" >/dev/null 2>&1; then
@@ -135,13 +135,14 @@ curl_pki() { curl -sf --max-time 2 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/a
 healthy() {
 	case $1 in
 	containerd) ctr --address "$CONTAINERD_SOCK" version ;;
-	etcd) curl -sf --max-time 2 --cacert "$PKI_DIR/etcd/ca.crt" --cert "$PKI_DIR/apiserver-etcd-client.crt" \
-		--key "$PKI_DIR/apiserver-etcd-client.key" "https://$NODE_IP:$ETCD_CLIENT_PORT/health" | grep -q '"health":"true"' ;;
+	etcd) grep -q '"health":"true"' <<<"$(curl -sf --max-time 2 --cacert "$PKI_DIR/etcd/ca.crt" \
+		--cert "$PKI_DIR/apiserver-etcd-client.crt" --key "$PKI_DIR/apiserver-etcd-client.key" \
+		"https://$NODE_IP:$ETCD_CLIENT_PORT/health")" ;;
 	kube-apiserver) curl_pki "https://$NODE_IP:$APISERVER_PORT/readyz" ;;
 	kube-controller-manager) curl -sfk --max-time 2 "https://$NODE_IP:$KCM_PORT/healthz" ;;
 	kube-scheduler) curl -sfk --max-time 2 "https://$NODE_IP:$SCHEDULER_PORT/healthz" ;;
 	kubelet) curl -sf --max-time 2 "http://$NODE_IP:$KUBELET_HEALTHZ_PORT/healthz" ;;
-	kube-proxy) curl -s --max-time 2 "http://$NODE_IP:$PROXY_HEALTHZ_PORT/healthz" | grep -q lastUpdated ;;
+	kube-proxy) grep -q lastUpdated <<<"$(curl -s --max-time 2 "http://$NODE_IP:$PROXY_HEALTHZ_PORT/healthz")" ;;
 	esac
 }
 
@@ -251,7 +252,7 @@ ensure_cgroups
 for c in $COMPONENTS; do ensure_component "$c"; done
 ensure_images
 ensure_objects
-wait_for "node $NODE_NAME Ready" 60 sh -c "'$K8S_BIN' kubectl --kubeconfig '$KUBECONFIG_ADMIN' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+wait_for "node $NODE_NAME Ready" 60 sh -c "'$K8S_BIN' kubectl --kubeconfig '$KUBECONFIG_ADMIN' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -x True >/dev/null"
 wait_for "CoreDNS" 90 kubectl_admin -n kube-system rollout status deployment/coredns --timeout=1s
 mkdir -p "$CACHE_DIR/bin"
 for c in kubectl kubeadm; do ln -sf "$K8S_BIN" "$CACHE_DIR/bin/$c"; done
