@@ -51,7 +51,7 @@ if [[ -x $root/bin/doppel ]]; then
 	dp=$!
 	trap 'kill $pf 2>/dev/null || true; kill -INT $dp 2>/dev/null || true' EXIT
 	for _ in $(seq 300); do [[ -s $listen ]] && break; sleep 0.1; done
-	bport=$(sed -n 's/.*"actual":"[^"]*:\([0-9]*\)".*/\1/p' "$listen" 2>/dev/null | head -1)
+	bport=$(awk -F'"actual":"' 'NF > 1 { split($2, a, "\""); n = split(a[1], b, ":"); print b[n]; exit }' "$listen")
 	for _ in $(seq 100); do curl -sf "localhost:$bport/" >/dev/null && break; sleep 0.1; done
 	curl -sf "localhost:$bport/" >/dev/null || { cat "$root/bin/demo-backend.log"; die "the local backend did not come up"; }
 	sed -n 's/^doppel: /  doppel: /p' "$root/bin/demo-backend.log"
