@@ -179,15 +179,17 @@ spec:
 	if local == "" {
 		return fmt.Errorf("kubectl port-forward did not start: %s", pfOut.String())
 	}
-	speed := fmt.Sprintf("curl -s -o /dev/null -w '%%{speed_download}\\n' http://%%s/bytes/%d", *mib)
+	speed := func(host string) string {
+		return fmt.Sprintf("curl -s -o /dev/null -w '%%{speed_download}\\n' http://%s/bytes/%d", host, *mib)
+	}
 	var tDoppel, tPF []float64
 	for i := 0; i < *runs; i++ {
-		out, err := dexec("sh", "-c", fmt.Sprintf(speed, "bulk"))
+		out, err := dexec("sh", "-c", speed("bulk"))
 		if err != nil {
 			return err
 		}
 		tDoppel = append(tDoppel, num(out)/1e6)
-		out2, err := exec.Command("sh", "-c", fmt.Sprintf(speed, local)).Output()
+		out2, err := exec.Command("sh", "-c", speed(local)).Output()
 		if err != nil {
 			return err
 		}
@@ -195,13 +197,15 @@ spec:
 	}
 	rows = append(rows, row{fmt.Sprintf("throughput, %d MiB from a Service", *mib), median(tDoppel), median(tPF), "MB/s", "kubectl port-forward"})
 
-	loop := fmt.Sprintf(`for i in $(seq %d); do curl -s -o /dev/null -w '%%{time_total}\n' http://%%s/healthz; done`, *requests)
-	out, err := dexec("bash", "-c", fmt.Sprintf(loop, "bulk"))
+	loop := func(host string) string {
+		return fmt.Sprintf(`for i in $(seq %d); do curl -s -o /dev/null -w '%%{time_total}\n' http://%s/healthz; done`, *requests, host)
+	}
+	out, err := dexec("bash", "-c", loop("bulk"))
 	if err != nil {
 		return err
 	}
 	lDoppel := nums(out)
-	out2, err := exec.Command("bash", "-c", fmt.Sprintf(loop, local)).Output()
+	out2, err := exec.Command("bash", "-c", loop(local)).Output()
 	if err != nil {
 		return err
 	}
