@@ -182,9 +182,15 @@ spec:
 	speed := func(host string) string {
 		return fmt.Sprintf("curl -s -o /dev/null -w '%%{speed_download}\\n' http://%s/bytes/%d", host, *mib)
 	}
+	// By ClusterIP, as the port-forward baseline has no name to resolve.
+	ip, err := k("get", "svc", "bulk", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		return err
+	}
+	svc := strings.TrimSpace(ip)
 	var tDoppel, tPF []float64
 	for i := 0; i < *runs; i++ {
-		out, err := dexec("sh", "-c", speed("bulk"))
+		out, err := dexec("sh", "-c", speed(svc))
 		if err != nil {
 			return err
 		}
@@ -200,7 +206,7 @@ spec:
 	loop := func(host string) string {
 		return fmt.Sprintf(`for i in $(seq %d); do curl -s -o /dev/null -w '%%{time_total}\n' http://%s/healthz; done`, *requests, host)
 	}
-	out, err := dexec("bash", "-c", loop("bulk"))
+	out, err := dexec("bash", "-c", loop(svc))
 	if err != nil {
 		return err
 	}
