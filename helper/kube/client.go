@@ -79,6 +79,15 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// DOPPEL_PORT_FORWARD=spdy|websocket chooses the port-forward protocol
+	// (for proxies that pass only one of them, and for measuring).
+	switch mode := PortForwardMode(os.Getenv("DOPPEL_PORT_FORWARD")); mode {
+	case "":
+	case PortForwardSPDY, PortForwardWebSocket:
+		c.PortForward = mode
+	default:
+		return nil, fmt.Errorf("DOPPEL_PORT_FORWARD=%s: use spdy or websocket", mode)
+	}
 	c.ContextName = raw.CurrentContext
 	if opts.Context != "" {
 		c.ContextName = opts.Context
