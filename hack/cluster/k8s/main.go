@@ -32,7 +32,7 @@ import (
 )
 
 var components = map[string]func() int{
-	"etcd": func() int { etcdmain.Main(os.Args); return 0 },
+	"etcd":           func() int { etcdmain.Main(os.Args); return 0 },
 	"kube-apiserver": func() int { return cli.Run(apiserver.NewAPIServerCommand()) },
 	"kube-controller-manager": func() int {
 		return cli.Run(controllermanager.NewControllerManagerCommand())
