@@ -32,6 +32,7 @@ type execFlags struct {
 	agentAddress string
 	agentToken   string
 	reportListen string
+	preload      bool
 	overrides    config.Overrides
 	kube         kubeFlags
 }
@@ -65,6 +66,7 @@ Its exit status is doppel's.`,
 	fl.MarkHidden("agent-address")
 	fl.MarkHidden("agent-token")
 	fl.MarkHidden("report-listen")
+	fl.BoolVar(&f.preload, "preload", false, "intercept with libdoppel.so preloaded instead of the launcher, as IDE launches are (dynamically linked programs only)")
 	return cmd
 }
 
@@ -165,6 +167,9 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		// As a shell says it, before anything runs.
 		fmt.Fprintf(stdio(deps.Streams.Err, os.Stderr), "doppel: %v\n", err)
 		return ExitError{Code: 127}
+	}
+	if f.preload {
+		return runPreloaded(deps, sup, path, args, env)
 	}
 	tree, err := launcher.Start(ctx, launcher.Spec{Filter: sup.Filter()}, launcher.Command{
 		Path:           path,

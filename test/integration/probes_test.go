@@ -167,9 +167,28 @@ func copyFiles(t *testing.T, s *suite, files map[string]string) map[string]strin
 
 // TestProbes runs every runtime's probe under doppel exec and checks each
 // result: the runtime × check table of the suite.
-func TestProbes(t *testing.T) {
+func TestProbes(t *testing.T) { probeSuite(t, need(t), nil, nil) }
+
+// TestProbesPreload runs the probes of the dynamically linked runtimes with
+// libdoppel.so preloaded instead of the launcher, the way IDE launches are
+// intercepted (statically linked Go ignores LD_PRELOAD).
+func TestProbesPreload(t *testing.T) {
 	s := need(t)
+	shim := exec.Command("make", "-s", "-C", filepath.Join(s.repo, "layer/shim"),
+		"OUT="+filepath.Join(filepath.Dir(s.doppel), "libdoppel.so"))
+	if out, err := shim.CombinedOutput(); err != nil {
+		t.Fatalf("build libdoppel.so: %v\n%s", err, out)
+	}
+	probeSuite(t, s, []string{"--preload"}, func(rt runtime) bool { return rt.name != "go-static" && rt.name != "java" })
+}
+
+// probeSuite runs each runtime's probe under doppel exec with args and
+// checks every result.
+func probeSuite(t *testing.T, s *suite, args []string, only func(runtime) bool) {
 	for _, rt := range runtimes {
+		if only != nil && !only(rt) {
+			continue
+		}
 		t.Run(rt.name, func(t *testing.T) {
 			cmd := rt.cmd(s)
 			if _, err := exec.LookPath(cmd[0]); err != nil {
@@ -178,6 +197,7 @@ func TestProbes(t *testing.T) {
 			listen, taken := freePort(t), holdPort(t)
 			res := s.doppelExec(t, run{
 				Config: defaultBaseConfig,
+				Args:   args,
 				Cmd:    cmd,
 				Env:    append(s.probeEnv(listen, taken), rt.env...),
 				Files:  copyFiles(t, s, rt.files),
