@@ -166,3 +166,10 @@ type Handler interface {
 type QuickFiles interface {
 	QuickFile(p Process, path string, write bool) (action FileAction, errno syscall.Errno, decided bool)
 }
+
+// HostnameProvider is an optional Handler extension: where the filter traps
+// uname(2) (seccomp.Options.Hostname), the layer answers it with this
+// machine's own utsname but Hostname as the node name.
+type HostnameProvider interface {
+	Hostname() string
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -248,7 +249,36 @@ func (s *Supervisor) handle(c *call, nr int) {
 		s.listen(c)
 	case seccomp.SysGetsockname:
 		s.getsockname(c)
+	case seccomp.SysUname:
+		s.uname(c)
 	default:
 		c.cont()
 	}
+}
+
+// uname answers uname(2) with this machine's utsname and the handler's
+// host name as the node name.
+func (s *Supervisor) uname(c *call) {
+	hp, ok := s.h.(HostnameProvider)
+	name := ""
+	if ok {
+		name = hp.Hostname()
+	}
+	if name == "" {
+		c.cont()
+		return
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		c.cont()
+		return
+	}
+	clear(u.Nodename[:])
+	copy(u.Nodename[:len(u.Nodename)-1], name)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&u)), unsafe.Sizeof(u))
+	if err := c.write(c.arg(0), b); err != nil {
+		c.fail(unix.EFAULT)
+		return
+	}
+	c.ret(0)
 }

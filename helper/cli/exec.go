@@ -107,7 +107,8 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	if err := cfg.Apply(f.overrides); err != nil {
 		return err
 	}
-	filter := seccomp.Options{UDP: cfg.Feature.Network.Outgoing.UDP, Files: cfg.Feature.FS.Mode != config.FSLocal}
+	filter := seccomp.Options{UDP: cfg.Feature.Network.Outgoing.UDP, Files: cfg.Feature.FS.Mode != config.FSLocal,
+		Hostname: cfg.Feature.Hostname}
 	warnings, err := seccomp.CheckKernel(filter)
 	if err != nil {
 		return fmt.Errorf("doppel cannot intercept programs on this machine: %w", err)

@@ -215,3 +215,13 @@ func (h *handler) QuickFile(p layer.Process, path string, write bool) (layer.Fil
 	}
 	return 0, 0, false
 }
+
+var _ layer.HostnameProvider = (*handler)(nil)
+
+// Hostname is the pod's, for uname(2), when the hostname feature is on.
+func (h *handler) Hostname() string {
+	if !h.cfg.Feature.Hostname {
+		return ""
+	}
+	return h.hostname
+}

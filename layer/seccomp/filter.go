@@ -26,6 +26,7 @@ const (
 	SysGetsockname  = 51
 	SysGetpeername  = 52
 	SysExecve       = 59
+	SysUname        = 63
 	SysReadlink     = 89
 	SysOpenat       = 257
 	SysNewfstatat   = 262
@@ -66,6 +67,9 @@ type Options struct {
 	UDP bool
 	// Files traps the open, stat, access and readlink families.
 	Files bool
+	// Hostname traps uname(2), so the process sees another node name
+	// (gethostname() is uname's nodename in glibc, Go, Python, Java).
+	Hostname bool
 	// Exempt allows exactly one sendmsg call without notification: the
 	// launcher's hand-over of the listener, which nobody could answer yet.
 	Exempt *SendmsgExemption
@@ -170,6 +174,9 @@ func Trapped(o Options) []int {
 	nrs := []int{SysConnect, SysGetsockname, SysGetpeername, SysBind, SysListen, SysSendto, SysExecve, SysExecveat}
 	if o.UDP {
 		nrs = append(nrs, SysSendmsg, SysSendmmsg)
+	}
+	if o.Hostname {
+		nrs = append(nrs, SysUname)
 	}
 	if o.Files {
 		nrs = append(nrs, SysOpenat, SysNewfstatat, SysStatx, SysOpen, SysStat, SysLstat, SysAccess,
