@@ -96,29 +96,12 @@ func (s *Supervisor) connect(c *call) {
 // getpeername answers with the address the process connected to, for the
 // sockets the supervisor redirected (Go fills RemoteAddr from it).
 func (s *Supervisor) getpeername(c *call) {
-	if s.peers.empty() {
-		c.cont()
-		return
-	}
-	sock, ok := c.openSocket(c.arg(0))
+	sock, raw, ok := changedSocket(c, s.peers)
 	if !ok {
-		c.cont()
 		return
 	}
-	raw, ok := s.peers.get(sock.inode())
 	sock.close()
-	if !ok {
-		c.cont()
-		return
-	}
-	if err := c.writeSockaddr(c.arg(1), c.arg(2), peerName(raw)); err != nil {
-		if err == errGone {
-			return
-		}
-		c.fail(unix.EFAULT)
-		return
-	}
-	c.ret(0)
+	c.answerSockaddr(peerName(raw))
 }
 
 // peerName is the kernel's form of a connect address: the full-size sockaddr

@@ -84,31 +84,15 @@ func (s *Supervisor) listen(c *call) {
 
 // getsockname answers with the requested port for rebound sockets.
 func (s *Supervisor) getsockname(c *call) {
-	if s.bound.empty() {
-		c.cont()
-		return
-	}
-	sock, ok := c.openSocket(c.arg(0))
+	sock, port, ok := changedSocket(c, s.bound)
 	if !ok {
-		c.cont()
 		return
 	}
 	defer sock.close()
-	port, ok := s.bound.get(sock.inode())
-	if !ok {
-		c.cont()
-		return
-	}
 	name, err := sock.name()
 	if err != nil {
 		c.cont()
 		return
 	}
-	if err := c.writeSockaddr(c.arg(1), c.arg(2), withPort(name, port)); err != nil {
-		if err != errGone {
-			c.fail(unix.EFAULT)
-		}
-		return
-	}
-	c.ret(0)
+	c.answerSockaddr(withPort(name, port))
 }

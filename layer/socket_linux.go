@@ -166,3 +166,33 @@ func (c *call) writeSockaddr(addr, lenAddr uint64, sa []byte) error {
 	*(*uint32)(unsafe.Pointer(&lb[0])) = uint32(len(sa))
 	return c.write(lenAddr, lb[:])
 }
+
+// changedSocket finds the caller's socket (argument 0) in t, the table of
+// sockets the supervisor changed. For any other socket it lets the call
+// continue and returns ok=false. The caller closes sock.
+func changedSocket[V any](c *call, t *socketTable[V]) (sock socket, v V, ok bool) {
+	if t.empty() {
+		c.cont()
+		return sock, v, false
+	}
+	if sock, ok = c.openSocket(c.arg(0)); !ok {
+		c.cont()
+		return sock, v, false
+	}
+	if v, ok = t.get(sock.inode()); !ok {
+		sock.close()
+		c.cont()
+	}
+	return sock, v, ok
+}
+
+// answerSockaddr completes getpeername/getsockname with sa.
+func (c *call) answerSockaddr(sa []byte) {
+	switch err := c.writeSockaddr(c.arg(1), c.arg(2), sa); err {
+	case nil:
+		c.ret(0)
+	case errGone:
+	default:
+		c.fail(unix.EFAULT)
+	}
+}
