@@ -16,7 +16,7 @@ import (
 // Server defaults.
 const (
 	DefaultKeepaliveTimeout = 30 * time.Second
-	DefaultResumeGrace      = 30 * time.Second
+	DefaultResumeGrace      = 15 * time.Second
 	// DefaultMaxRequests bounds the control requests of one session being
 	// worked on at once; the agent stops reading the control stream beyond
 	// it, which pushes back on the helper through yamux's flow control.
@@ -53,6 +53,9 @@ type Server struct {
 	// server holds (connected or within their grace period) each time it
 	// changes. Calls are serialized and in order.
 	OnSessionsChanged func(n int)
+	// OnSessionLost, if set, is called when a session's grace ends without
+	// a resume (its helper is gone), before OnSessionsChanged.
+	OnSessionLost func(id string)
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -285,6 +288,9 @@ func (s *Server) detach(sess *session, c *serverConn) {
 		s.mu.Unlock()
 		if expired {
 			s.logger().Info("session expired: no resume within the grace period", "session", sess.id, "grace", grace)
+			if s.OnSessionLost != nil {
+				s.OnSessionLost(sess.id)
+			}
 			s.notify()
 		}
 	})

@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ResumeGrace:       cfg.ResumeGrace,
 		Logger:            log,
 		OnSessionsChanged: life.sessions,
+		OnSessionLost:     life.lost,
 	}
 	serveCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -130,18 +131,28 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // lifetime tracks whether the agent is still wanted: its timer runs while
 // no session exists, first for the startup window, then for the idle
-// window after each last session goes.
+// window after each last session goes. When the last session was lost (its
+// helper vanished without closing it) the window is at most lostIdle: a
+// killed helper must not keep its agent pod (and the target's redirects)
+// around, while a cleanly ended session keeps the agent for a quick rerun.
 type lifetime struct {
 	idle    time.Duration
 	expired chan string
 
-	mu    sync.Mutex
-	timer *time.Timer
-	gen   int // invalidates a timer that fired while being replaced
+	mu       sync.Mutex
+	timer    *time.Timer
+	gen      int // invalidates a timer that fired while being replaced
+	wasLost  bool
+	lostIdle time.Duration
 }
 
+// lostIdle bounds the idle window after a lost session: resume grace (15 s)
+// + 5 s + the Job's TTL and pod deletion stay within the 30 s promised
+// for a SIGKILLed helper.
+const lostIdle = 5 * time.Second
+
 func newLifetime(startup, idle time.Duration) *lifetime {
-	l := &lifetime{idle: idle, expired: make(chan string, 1)}
+	l := &lifetime{idle: idle, expired: make(chan string, 1), lostIdle: min(idle, lostIdle)}
 	l.arm(startup, fmt.Sprintf("no session within the startup window of %s", startup))
 	return l
 }
@@ -161,13 +172,26 @@ func (l *lifetime) arm(d time.Duration, reason string) {
 	})
 }
 
+// lost is protocol.Server's OnSessionLost.
+func (l *lifetime) lost(string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.wasLost = true
+}
+
 // sessions is protocol.Server's OnSessionsChanged.
 func (l *lifetime) sessions(n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.timer.Stop()
 	l.gen++
-	if n == 0 {
+	lost := l.wasLost
+	l.wasLost = false
+	switch {
+	case n > 0:
+	case lost:
+		l.arm(l.lostIdle, fmt.Sprintf("the last session was lost (its helper is gone) and none came for %s", l.lostIdle))
+	default:
 		l.arm(l.idle, fmt.Sprintf("no session for the idle window of %s", l.idle))
 	}
 }

@@ -19,7 +19,7 @@ import (
 // resumeGrace is how long a session keeps redialling a dropped port-forward
 // before giving up; the agent keeps the session as long (protocol.Server
 // ResumeGrace).
-const resumeGrace = 30 * time.Second
+const resumeGrace = protocol.DefaultResumeGrace
 
 // clientInfo says who connects, for the agent's logs.
 func clientInfo() protocol.ClientInfo {
@@ -75,5 +75,21 @@ func startClusterSession(ctx context.Context, deps Deps, cfg *config.Config, kf 
 		h.Resume = resume
 		return agent.Connect(ctx, h)
 	}
-	return session.NewReconnecting(client, dial, resumeGrace, deps.Logger.With("part", "transport")), target, nil
+	r := session.NewReconnecting(client, dial, resumeGrace, deps.Logger.With("part", "transport"))
+	r.OnState = func(state string, err error) {
+		switch state {
+		case "reconnecting":
+			progress(fmt.Sprintf("lost the connection to the agent (%v): reconnecting", err))
+		case "ready":
+			progress("reconnected to the agent: the session goes on")
+		case "ended":
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			progress(fmt.Sprintf("the session with the agent has ended (%v): %s. The local process keeps running, "+
+				"but its connections, DNS and files through the cluster fail from now on; the target %s was not changed",
+				err, agent.State(sctx), target))
+		}
+	}
+	go r.Watch(ctx)
+	return r, target, nil
 }

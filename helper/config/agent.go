@@ -164,6 +164,21 @@ func (a *AgentConfig) validate(d *decoder, target TargetPath) {
 	if a.Ephemeral && a.Namespace != "" {
 		d.warnf("agent.namespace", CodeConflict, "ignored for an ephemeral agent, which runs in the target pod")
 	}
+	if a.Ephemeral {
+		// Kubernetes takes none of these on an ephemeral container.
+		for _, f := range []struct {
+			key string
+			set bool
+		}{
+			{"agent.resources", a.Resources != nil}, {"agent.labels", a.Labels != nil}, {"agent.annotations", a.Annotations != nil},
+			{"agent.tolerations", d.has("agent.tolerations")}, {"agent.node_selector", a.NodeSelector != nil},
+			{"agent.service_account", a.ServiceAccount != ""}, {"agent.image_pull_secrets", a.ImagePullSecrets != nil}, {"agent.ttl", d.has("agent.ttl")},
+		} {
+			if f.set {
+				d.warnf(f.key, CodeConflict, "ignored for an ephemeral agent, which runs in the target pod with the pod's settings")
+			}
+		}
+	}
 	if a.Ephemeral && target.Kind == TargetTargetless {
 		d.errorf("agent.ephemeral", CodeConflict, "an ephemeral agent needs a target pod; targetless runs use a Job")
 	}

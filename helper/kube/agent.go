@@ -101,8 +101,10 @@ func (p Progress) String() string {
 // Agent is a running agent a session can connect to.
 type Agent struct {
 	Namespace string
-	Job       string // "" for an ephemeral agent (later)
-	Pod       string
+	Job       string // "" for an ephemeral agent
+	Pod       string // the agent's pod; the target pod for an ephemeral agent
+	// Container is the ephemeral agent container's name ("" for a Job).
+	Container string
 	PodUID    string
 	Node      string
 	Port      int
@@ -135,9 +137,6 @@ func (c *Client) StartAgent(ctx context.Context, opts AgentOptions) (*Agent, err
 	if opts.Target == nil {
 		return nil, errors.New("kube: StartAgent needs a target")
 	}
-	if opts.Config.Ephemeral {
-		return nil, errorf(ReasonUnsupported, nil, "ephemeral agents (agent.ephemeral) are not supported yet: remove the setting to run the agent as a Job")
-	}
 	start := time.Now()
 	last := ""
 	step := func(s string) {
@@ -145,6 +144,12 @@ func (c *Client) StartAgent(ctx context.Context, opts AgentOptions) (*Agent, err
 			opts.Progress(Progress{Step: s, Elapsed: time.Since(start)})
 		}
 		last = s
+	}
+	if opts.Config.Ephemeral {
+		if opts.Target.Targetless() {
+			return nil, errorf(ReasonUnsupported, nil, "an ephemeral agent needs a target pod: remove agent.ephemeral for a targetless run")
+		}
+		return c.startEphemeralAgent(ctx, opts, step)
 	}
 	return c.startAgent(ctx, opts, step, "")
 }
@@ -466,19 +471,27 @@ func agentPodState(pod *corev1.Pod, image string, step func(string)) (bool, erro
 			return false, errorf(ReasonAgentFailed, nil, "the agent exited (%s, code %d): %s",
 				st.State.Terminated.Reason, st.State.Terminated.ExitCode, strings.TrimSpace(st.State.Terminated.Message))
 		case st.State.Waiting != nil:
-			w := st.State.Waiting
-			switch w.Reason {
-			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
-				return false, errorf(ReasonImagePull, nil, "node %s cannot get the agent image %s (%s: %s): the image must be present on the node or pullable from its registry — "+
-					"set agent.image to an image the cluster can pull (push it, or load it into the nodes; `make image` does so for the local cluster), or fix agent.image_pull_secrets",
-					pod.Spec.NodeName, image, w.Reason, w.Message)
-			case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
-				return false, errorf(ReasonAgentFailed, nil, "the agent container cannot start (%s): %s", w.Reason, w.Message)
+			if err := waitingError(st.State.Waiting, pod.Spec.NodeName, image); err != nil {
+				return false, err
 			}
 		}
 	}
 	step("starting the agent container")
 	return false, nil
+}
+
+// waitingError is the dead end a waiting container is in (an image that
+// can't be pulled, a container that can't be created), nil if none.
+func waitingError(w *corev1.ContainerStateWaiting, node, image string) error {
+	switch w.Reason {
+	case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
+		return errorf(ReasonImagePull, nil, "node %s cannot get the agent image %s (%s: %s): the image must be present on the node or pullable from its registry — "+
+			"set agent.image to an image the cluster can pull (push it, or load it into the nodes; `make image` does so for the local cluster), or fix agent.image_pull_secrets",
+			node, image, w.Reason, w.Message)
+	case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+		return errorf(ReasonAgentFailed, nil, "the agent container cannot start (%s): %s", w.Reason, w.Message)
+	}
+	return nil
 }
 
 func nodeOf(pod *corev1.Pod) string {

@@ -270,5 +270,54 @@ func (a *Agent) ending(ctx context.Context, err error) bool {
 	case gerr != nil:
 		return false
 	}
+	if a.Container != "" {
+		return string(pod.UID) != a.PodUID || ephemeralEnding(pod, a.Container)
+	}
 	return string(pod.UID) != a.PodUID || podEnding(pod)
+}
+
+// State says, for people, what became of the agent: after its session
+// broke, the user wants to know whether it was killed, deleted or is
+// still there.
+func (a *Agent) State(ctx context.Context) string {
+	what := "the agent pod " + a.Namespace + "/" + a.Pod
+	if a.Container != "" {
+		what = "the agent container " + a.Container + " in pod " + a.Namespace + "/" + a.Pod
+	}
+	pod, err := a.client.Clientset.CoreV1().Pods(a.Namespace).Get(ctx, a.Pod, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) || (err == nil && string(pod.UID) != a.PodUID):
+		return what + " is gone (deleted)"
+	case err != nil:
+		return what + ": its state is unknown (" + err.Error() + ")"
+	case pod.DeletionTimestamp != nil:
+		return what + " is being deleted"
+	}
+	statuses := pod.Status.ContainerStatuses
+	name := AgentContainer
+	if a.Container != "" {
+		statuses, name = pod.Status.EphemeralContainerStatuses, a.Container
+	}
+	for _, st := range statuses {
+		if st.Name != name {
+			continue
+		}
+		if t := st.State.Terminated; t != nil {
+			return fmt.Sprintf("%s exited (%s, code %d%s)", what, t.Reason, t.ExitCode, signalOf(t.ExitCode))
+		}
+		if st.State.Running != nil {
+			return what + " still runs: the port-forward to it fails (`kubectl logs` of it may say why)"
+		}
+	}
+	return what + " is not running (phase " + string(pod.Status.Phase) + ")"
+}
+
+func signalOf(code int32) string {
+	switch code {
+	case 137:
+		return ": killed by SIGKILL"
+	case 143:
+		return ": ended by SIGTERM"
+	}
+	return ""
 }

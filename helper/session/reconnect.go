@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -29,6 +30,7 @@ type Reconnecting struct {
 	client   *protocol.Client
 	redialed chan struct{} // closed when a redial in progress ends
 	closed   bool
+	ended    error // why a redial gave up: later calls fail at once
 	// OnState, if set, hears "reconnecting" and "ready" (for the IDE).
 	OnState func(state string, err error)
 }
@@ -50,6 +52,10 @@ func (r *Reconnecting) current(ctx context.Context) (*protocol.Client, error) {
 		if r.closed {
 			r.mu.Unlock()
 			return nil, protocol.ErrClosed
+		}
+		if r.ended != nil {
+			r.mu.Unlock()
+			return nil, r.ended
 		}
 		c := r.client
 		select {
@@ -88,7 +94,7 @@ func (r *Reconnecting) redial(ctx context.Context, cause error) error {
 	if r.OnState != nil {
 		r.OnState("reconnecting", cause)
 	}
-	r.log.Warn("connection to the agent lost: reconnecting", "err", cause)
+	r.log.Info("connection to the agent lost: reconnecting", "err", cause)
 	deadline := time.Now().Add(r.grace)
 	for attempt := 0; ; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -105,12 +111,46 @@ func (r *Reconnecting) redial(ctx context.Context, cause error) error {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil || errors.Is(err, protocol.ErrUnauthorized) {
+			if ctx.Err() == nil {
+				r.mu.Lock()
+				r.ended = fmt.Errorf("the session with the agent ended: %w", err)
+				r.mu.Unlock()
+			}
 			if r.OnState != nil {
 				r.OnState("ended", err)
 			}
 			return err
 		}
 		time.Sleep(min(time.Duration(attempt+1)*200*time.Millisecond, 2*time.Second))
+	}
+}
+
+// Watch redials as soon as the transport breaks, rather than at the next
+// call, so that the user hears of a lost agent at once and a quiet process
+// finds its session resumed. It returns when the session is closed, ctx
+// ends, or a redial gave up (OnState has heard "ended" with the reason).
+func (r *Reconnecting) Watch(ctx context.Context) {
+	for {
+		r.mu.Lock()
+		c, closed := r.client, r.closed
+		r.mu.Unlock()
+		if closed {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.Done():
+		}
+		r.mu.Lock()
+		closed = r.closed
+		r.mu.Unlock()
+		if closed || !errors.Is(c.Err(), protocol.ErrConnectionLost) {
+			return
+		}
+		if _, err := r.current(ctx); err != nil {
+			return
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,14 +39,35 @@ var buildDoppel = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// doppelExec runs `doppel exec` in a working directory holding config, and
-// returns stdout and stderr.
-func doppelExec(t *testing.T, config string, args ...string) (string, string, error) {
+// doppelProc is a `doppel` process started by a test.
+type doppelProc struct {
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan error
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the process writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// configDir is a working directory holding config as .doppel/config.yaml.
+func configDir(t *testing.T, config string) string {
 	t.Helper()
-	bin, err := buildDoppel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	wd := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(wd, ".doppel"), 0o755); err != nil {
 		t.Fatal(err)
@@ -53,23 +75,72 @@ func doppelExec(t *testing.T, config string, args ...string) (string, string, er
 	if err := os.WriteFile(filepath.Join(wd, ".doppel", "config.yaml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, append([]string{"exec", "--"}, args...)...)
-	cmd.Dir = wd
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
+	return wd
+}
+
+// startDoppel starts `doppel ARGS...` in wd with extra environment
+// variables; the test's cleanup kills what is left of it (its process
+// group: the local command included).
+func startDoppel(t *testing.T, wd string, env []string, args ...string) *doppelProc {
+	t.Helper()
+	bin, err := buildDoppel()
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("doppel exec %v did not finish in 2 minutes; stderr:\n%s", args, stderr.String())
+	p := &doppelProc{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	p.cmd.Dir = wd
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	return stdout.String(), stderr.String(), err
+	pgid := p.cmd.Process.Pid
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		// Only the group this test started.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	})
+	return p
+}
+
+// wait waits for the process to exit, at most d.
+func (p *doppelProc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(d):
+		t.Fatalf("doppel %v did not finish in %s; stderr:\n%s", p.cmd.Args[1:], d, p.stderr.String())
+		return nil
+	}
+}
+
+// waitOutput waits until stdout contains s.
+func (p *doppelProc) waitOutput(t *testing.T, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(p.stdout.String(), s) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("doppel exited (%v) before printing %q\nstdout:\n%s\nstderr:\n%s", err, s, p.stdout.String(), p.stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q from doppel within %s\nstdout:\n%s\nstderr:\n%s", s, d, p.stdout.String(), p.stderr.String())
+		}
+	}
+}
+
+// doppelExec runs `doppel exec` in a working directory holding config, and
+// returns stdout and stderr.
+func doppelExec(t *testing.T, config string, args ...string) (string, string, error) {
+	t.Helper()
+	p := startDoppel(t, configDir(t, config), nil, append([]string{"exec", "--"}, args...)...)
+	err := p.wait(t, 2*time.Minute)
+	return p.stdout.String(), p.stderr.String(), err
 }
 
 // execConfig is a config targeting target in ns with the test's agent image.

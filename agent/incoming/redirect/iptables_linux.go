@@ -1,0 +1,435 @@
+//go:build linux
+
+package redirect
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// iptablesVariants are the pairs of binaries NewIptables tries, in order:
+// the first whose IPv4 binary works in the pod's namespace is used.
+var iptablesVariants = [][2]string{
+	{"iptables", "ip6tables"},
+	{"iptables-nft", "ip6tables-nft"},
+	{"iptables-legacy", "ip6tables-legacy"},
+}
+
+// iptRedirector is the iptables backend: chains NAME-PID-pre and
+// NAME-PID-out in the nat table of IPv4 and IPv6, jumped to first from
+// PREROUTING and OUTPUT, and a guardian process that removes them when
+// this process dies.
+type iptRedirector struct {
+	mu       sync.Mutex
+	ns       Netns
+	name     string
+	bins     []string // absolute paths: iptables, and ip6tables when present
+	pre, out string   // chain names
+	listen   uint16
+	mark     uint32
+	ports    portSet
+	closed   bool
+
+	guardian     *exec.Cmd
+	guardianPipe *os.File // write end: closing it (or dying) makes the guardian clean up
+	guardianDone chan struct{}
+}
+
+// guardianEnv holds the guardian's job (guardianSpec as JSON) in the
+// environment of the re-executed binary.
+const guardianEnv = "DOPPEL_REDIRECT_GUARDIAN"
+
+// guardianSpec is what the guardian removes.
+type guardianSpec struct {
+	Bins []string `json:"bins"`
+	Pre  string   `json:"pre"`
+	Out  string   `json:"out"`
+}
+
+// NewIptables sets up, in ns, the chains NAME-PID-pre and NAME-PID-out
+// (name "" is "doppel") in the nat tables of iptables and, when an
+// ip6tables binary exists, ip6tables, jumped to first from PREROUTING and
+// OUTPUT; then the redirects are rules in those chains. The binaries are
+// the agent's (iptables, else iptables-nft, else iptables-legacy: the first
+// that works in ns); they run in ns.
+//
+// First it starts a guardian: this binary re-executed (/proc/self/exe),
+// holding a pipe from this process, that removes the chains when the pipe
+// closes without a goodbye (this process died, even by SIGKILL) or on
+// SIGTERM. The program's main must call MaybeRunGuardian before anything
+// else.
+func NewIptables(ns Netns, listenPort uint16, mark uint32, name string) (Redirector, error) {
+	if err := checkConfig(listenPort, mark); err != nil {
+		return nil, err
+	}
+	base := baseName(name)
+	// Chain names have at most 28 characters.
+	if len(base) > 24 {
+		base = base[len(base)-24:]
+	}
+	r := &iptRedirector{ns: ns, name: base, pre: base + "-pre", out: base + "-out",
+		listen: listenPort, mark: mark}
+	var probeErrs []error
+	for _, v := range iptablesVariants {
+		v4, err := exec.LookPath(v[0])
+		if err != nil {
+			probeErrs = append(probeErrs, err)
+			continue
+		}
+		if err := r.run(v4, "-t", "nat", "-S", "OUTPUT"); err != nil {
+			probeErrs = append(probeErrs, err)
+			continue
+		}
+		r.bins = []string{v4}
+		if v6, err := exec.LookPath(v[1]); err == nil {
+			r.bins = append(r.bins, v6)
+		}
+		break
+	}
+	if r.bins == nil {
+		return nil, fmt.Errorf("redirect: no usable iptables: %w", errors.Join(probeErrs...))
+	}
+	if err := r.startGuardian(); err != nil {
+		return nil, err
+	}
+	var err error
+	for _, bin := range r.bins {
+		for _, args := range [][]string{
+			{"-N", r.pre},
+			{"-N", r.out},
+			{"-I", "PREROUTING", "1", "-j", r.pre},
+			{"-I", "OUTPUT", "1", "-j", r.out},
+		} {
+			if err = r.run(bin, append([]string{"-t", "nat"}, args...)...); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// run runs an iptables binary with -w 5 and args, in the pod's namespace.
+func (r *iptRedirector) run(bin string, args ...string) error {
+	return r.ns.InNetns(func() error {
+		// The child is forked from this thread, so it starts in the pod's
+		// network namespace.
+		return runIptables(bin, args...)
+	})
+}
+
+func runIptables(bin string, args ...string) error {
+	args = append([]string{"-w", "5"}, args...)
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("redirect: %s %s: %v: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// rules returns the rule specs (without -A/-D CHAIN) for port.
+func (r *iptRedirector) rules(port uint16) (pre, out []string) {
+	p, l := strconv.Itoa(int(port)), strconv.Itoa(int(r.listen))
+	match := []string{"-p", "tcp", "--dport", p, "--tcp-flags", "SYN,ACK", "SYN"}
+	target := []string{"-j", "REDIRECT", "--to-ports", l}
+	pre = slices.Concat(match, target)
+	out = slices.Concat([]string{"-o", "lo"}, match,
+		[]string{"-m", "mark", "!", "--mark", "0x" + strconv.FormatUint(uint64(r.mark), 16)}, target)
+	return pre, out
+}
+
+// change appends (-A) or deletes (-D) the rules of port in every family;
+// a failed append undoes the appends before it.
+func (r *iptRedirector) change(op string, port uint16) error {
+	pre, out := r.rules(port)
+	type step struct {
+		bin   string
+		chain string
+		spec  []string
+	}
+	var done []step
+	for _, bin := range r.bins {
+		for _, s := range []step{{bin, r.pre, pre}, {bin, r.out, out}} {
+			if err := r.run(s.bin, slices.Concat([]string{"-t", "nat", op, s.chain}, s.spec)...); err != nil {
+				if op == "-A" {
+					for _, d := range done {
+						r.run(d.bin, slices.Concat([]string{"-t", "nat", "-D", d.chain}, d.spec)...)
+					}
+				}
+				return err
+			}
+			done = append(done, s)
+		}
+	}
+	return nil
+}
+
+func (r *iptRedirector) Add(port uint16) error {
+	if err := checkPort(port, r.listen); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	select {
+	case <-r.guardianDone:
+		return errors.New("redirect: iptables: the guardian process exited; close and start over")
+	default:
+	}
+	if r.ports.has(port) {
+		return nil
+	}
+	if err := r.change("-A", port); err != nil {
+		return err
+	}
+	r.ports = r.ports.with(port)
+	return nil
+}
+
+func (r *iptRedirector) Remove(port uint16) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if !r.ports.has(port) {
+		return nil
+	}
+	if err := r.change("-D", port); err != nil {
+		return err
+	}
+	r.ports = r.ports.without(port)
+	return nil
+}
+
+func (r *iptRedirector) Ports() []uint16 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint16{}, r.ports...)
+}
+
+func (r *iptRedirector) Backend() string { return BackendIptables }
+
+func (r *iptRedirector) Name() string { return r.name }
+
+// Close removes the chains, then lets the guardian go.
+func (r *iptRedirector) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	err := r.ns.InNetns(func() error { return removeChains(r.bins, r.pre, r.out, false) })
+	if r.guardian != nil {
+		if err == nil {
+			r.guardianPipe.Write([]byte{'q'}) // clean already: no need to
+		}
+		r.guardianPipe.Close()
+		select {
+		case <-r.guardianDone:
+		case <-time.After(5 * time.Second):
+			r.guardian.Process.Kill()
+			<-r.guardianDone
+		}
+	}
+	return err
+}
+
+// removeChains deletes the jumps to pre and out (so traffic goes straight
+// to the pod's servers again), then the chains, in every family, carrying
+// on past errors; it runs in the pod's namespace. With parallel, the
+// families are done at once (only where every thread is in the pod's
+// namespace: the guardian).
+func removeChains(bins []string, pre, out string, parallel bool) error {
+	errs := make([]error, len(bins))
+	var wg sync.WaitGroup
+	for i, bin := range bins {
+		f := func() { errs[i] = removeChainsOf(bin, pre, out) }
+		if parallel {
+			wg.Go(f)
+		} else {
+			f()
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func removeChainsOf(bin, pre, out string) error {
+	var errs []error
+	for _, j := range [][2]string{{"PREROUTING", pre}, {"OUTPUT", out}} {
+		// Delete every jump to the chain (one normally) until none is left.
+		for range 10 {
+			if runIptables(bin, "-t", "nat", "-D", j[0], "-j", j[1]) != nil {
+				break
+			}
+		}
+	}
+	for _, chain := range []string{pre, out} {
+		if err := runIptables(bin, "-t", "nat", "-F", chain); err != nil {
+			if !chainMissing(bin, chain) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := runIptables(bin, "-t", "nat", "-X", chain); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// chainMissing reports whether the nat table has no chain by that name.
+func chainMissing(bin, chain string) bool {
+	err := exec.Command(bin, "-w", "5", "-t", "nat", "-S", chain).Run()
+	var ee *exec.ExitError
+	return errors.As(err, &ee)
+}
+
+// startGuardian re-executes this binary as the guardian, from the
+// namespace thread (so it runs in the pod's network namespace), and waits
+// for it to be ready.
+func (r *iptRedirector) startGuardian() error {
+	spec, err := json.Marshal(guardianSpec{Bins: r.bins, Pre: r.pre, Out: r.out})
+	if err != nil {
+		return err
+	}
+	pipeR, pipeW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		pipeR.Close()
+		pipeW.Close()
+		return err
+	}
+	defer readyR.Close()
+	env := []string{guardianEnv + "=" + string(spec)}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, guardianEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"doppel-redirect-guardian", r.pre, r.out},
+		Env:        env,
+		ExtraFiles: []*os.File{pipeR}, // fd 3
+		Stdout:     readyW,
+		Stderr:     os.Stderr,
+		// Its own process group: a terminal's ^C for the agent must not
+		// take the guardian along before the agent is gone. No parent-death
+		// signal: outliving the agent is its job.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	err = r.ns.InNetns(cmd.Start)
+	pipeR.Close()
+	readyW.Close()
+	if err != nil {
+		pipeW.Close()
+		return fmt.Errorf("redirect: starting the iptables guardian: %w", err)
+	}
+	r.guardian, r.guardianPipe, r.guardianDone = cmd, pipeW, make(chan struct{})
+	go func() { cmd.Wait(); close(r.guardianDone) }()
+	readyR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(readyR).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		pipeW.Close()
+		cmd.Process.Kill()
+		<-r.guardianDone
+		return fmt.Errorf("redirect: the iptables guardian did not get ready (%q, %v): does main call redirect.MaybeRunGuardian first?", line, err)
+	}
+	return nil
+}
+
+// GuardianPID is the guardian's process id, 0 without one (for tests).
+func (r *iptRedirector) guardianPID() int {
+	if r.guardian == nil || r.guardian.Process == nil {
+		return 0
+	}
+	return r.guardian.Process.Pid
+}
+
+// MaybeRunGuardian turns this process into an iptables guardian if it was
+// started as one, and then exits; otherwise it returns at once. Programs
+// that use NewIptables (or New, which may fall back to it) must call it
+// first thing in main, before parsing flags or starting anything:
+//
+//	func main() {
+//		redirect.MaybeRunGuardian()
+//		...
+//	}
+//
+// The guardian is this binary re-executed by NewIptables, with its job in
+// the environment variable DOPPEL_REDIRECT_GUARDIAN, in the pod's network
+// namespace, holding the read end of a pipe from the agent as fd 3. It
+// prints "ready" and waits. When the agent closes the Redirector it writes
+// a goodbye and the guardian just exits; when the pipe closes without one
+// (the agent died, however) or the guardian gets SIGTERM, it removes the
+// chains and exits. It ignores SIGINT and SIGHUP.
+func MaybeRunGuardian() {
+	spec, ok := os.LookupEnv(guardianEnv)
+	if !ok {
+		return
+	}
+	os.Exit(runGuardian(spec))
+}
+
+func runGuardian(specJSON string) int {
+	os.Unsetenv(guardianEnv)
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	var spec guardianSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		fmt.Fprintln(os.Stderr, "doppel-redirect-guardian: bad job:", err)
+		return 2
+	}
+	unix.CloseOnExec(3) // the iptables children need no part of the pipe
+	pipe := os.NewFile(3, "agent pipe")
+	if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+		return 2
+	}
+	os.Stdout.Close()
+	goodbye := make(chan bool, 1)
+	go func() {
+		b := make([]byte, 1)
+		n, _ := pipe.Read(b)
+		goodbye <- n == 1 && b[0] == 'q'
+	}()
+	select {
+	case q := <-goodbye:
+		if q {
+			return 0
+		}
+	case <-term:
+	}
+	if err := removeChains(spec.Bins, spec.Pre, spec.Out, true); err != nil {
+		fmt.Fprintln(os.Stderr, "doppel-redirect-guardian:", err)
+		return 1
+	}
+	return 0
+}
