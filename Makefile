@@ -84,7 +84,8 @@ test-unit: deps
 # of inputs (a count, not a duration: a duration that ends while the fuzzer
 # minimizes a new input fails with "context deadline exceeded"). About 10-20 s
 # each here.
-FUZZ_TARGETS := ./protocol:FuzzDecode:150000 ./helper/config:FuzzParse:60000
+FUZZ_TARGETS := ./protocol:FuzzDecode:150000 ./helper/config:FuzzParse:60000 \
+  ./agent/incoming/httpfilter:FuzzMatch:20000 ./agent/incoming/http1:FuzzReadRequest:120000 ./agent/incoming/http1:FuzzChunked:100000
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do IFS=: read -r pkg fn n <<<"$$t"; \
 	  echo "fuzz $$fn ($$pkg) for $$n inputs"; \

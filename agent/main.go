@@ -15,10 +15,13 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/doppel-dev/doppel/agent/incoming/redirect"
 	"github.com/doppel-dev/doppel/internal/buildinfo"
 )
 
 func main() {
+	// The iptables redirect's guardian is this binary, re-executed.
+	redirect.MaybeRunGuardian()
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Usage = usage
 	flag.Parse()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/doppel-dev/doppel/agent/incoming"
 	"github.com/doppel-dev/doppel/agent/server"
 	"github.com/doppel-dev/doppel/agent/target"
 	"github.com/doppel-dev/doppel/internal/buildinfo"
@@ -37,6 +38,7 @@ func serve(args []string) int {
 	fs.Var(&hashes, "token-sha256", "SHA-256 of an accepted session token, 64 hex digits (repeat or comma-separate for several)")
 	tokenFile := fs.String("token-file", "", "file of the agent pod's annotations (a downward API volume), read on every hello: each token.doppel.dev/* annotation holds an accepted token's SHA-256")
 	startup := fs.Duration("startup-timeout", server.DefaultStartupTimeout, "exit if no session connects within this window")
+	redirectBackend := fs.String("redirect-backend", "", `force the incoming redirect's backend: "nftables" or "iptables" (default: nftables, falling back to iptables)`)
 	idle := fs.Duration("idle-timeout", server.DefaultIdleTimeout, "exit once the last session has been gone this long")
 	keepalive := fs.Duration("keepalive-timeout", protocol.DefaultKeepaliveTimeout, "drop a helper connection silent for this long")
 	grace := fs.Duration("resume-grace", protocol.DefaultResumeGrace, "keep a disconnected session this long for the helper to resume it")
@@ -101,9 +103,11 @@ func serve(args []string) int {
 	defer stop()
 	info := buildinfo.Get()
 	log.Info("doppel-agent starting", "version", info.Version, "protocol", protocol.Version, "target_pid", *pid)
+	in := incoming.NewManager(t, incoming.Options{Logger: log.With("part", "incoming"), Backend: *redirectBackend})
+	defer in.Close()
 	err = server.Run(ctx, server.Config{
 		Listen:           *listen,
-		Handler:          server.NewPod(t),
+		Handler:          server.NewPod(t, in),
 		TokenHashes:      hashes,
 		AcceptedTokens:   accepted,
 		AgentVersion:     info.Version,

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,10 +49,58 @@ func newMux(conn net.Conn, client bool, log *slog.Logger) (*yamux.Session, error
 	} else {
 		cfg.LogOutput = io.Discard
 	}
+	conn = &coalescingConn{Conn: conn, tcp: isTCP(conn)}
 	if client {
 		return yamux.Client(conn, cfg)
 	}
 	return yamux.Server(conn, cfg)
+}
+
+func isTCP(c net.Conn) bool { _, ok := c.(*net.TCPConn); return ok }
+
+// yamux's frame header: version, type, flags (2), stream id (4), length (4).
+const (
+	muxHeaderSize = 12
+	muxTypeData   = 0
+)
+
+// coalescingConn sends a yamux data frame's header and body in one write.
+// yamux writes them separately (two syscalls, and through a port-forward
+// two SPDY frames that the runtime, kubelet, API server and client each
+// handle apart); here a data header announcing a body is held back and
+// sent with the next write, which is that body (yamux's send loop is the
+// only writer, and writes a data frame's header then its body). Nothing
+// on the wire changes.
+type coalescingConn struct {
+	net.Conn
+	tcp bool // writev instead of copying the two together
+
+	hdr     [muxHeaderSize]byte
+	pending bool
+	buf     []byte
+}
+
+func (c *coalescingConn) Write(p []byte) (int, error) {
+	if c.pending {
+		c.pending = false
+		if c.tcp {
+			bufs := net.Buffers{c.hdr[:], p}
+			n, err := bufs.WriteTo(c.Conn)
+			return max(int(n)-muxHeaderSize, 0), err
+		}
+		c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
+		n, err := c.Conn.Write(c.buf)
+		if cap(c.buf) > 1<<20 {
+			c.buf = nil // an unusually large frame: don't keep its buffer
+		}
+		return max(n-muxHeaderSize, 0), err
+	}
+	if len(p) == muxHeaderSize && p[1] == muxTypeData && binary.BigEndian.Uint32(p[8:]) > 0 {
+		copy(c.hdr[:], p)
+		c.pending = true
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 // muxLogger sends yamux's own log lines to slog at debug level: what they

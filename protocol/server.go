@@ -72,6 +72,9 @@ type session struct {
 	live   *serverConn // nil while detached
 	grace  *time.Timer
 	ended  bool // the helper closed it: no grace
+	// started and info serve the incoming handler (who holds a port).
+	started time.Time
+	info    *SessionInfo
 }
 
 // Serve accepts connections on l until ctx is done, serving each in its own
@@ -112,13 +115,18 @@ func (s *Server) shutdown() {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	var gone []string
 	for id, sess := range s.sessions {
 		if sess.grace != nil {
 			sess.grace.Stop()
 		}
 		delete(s.sessions, id)
+		gone = append(gone, id)
 	}
 	s.mu.Unlock()
+	for _, id := range gone {
+		s.sessionGone(id)
+	}
 	for _, c := range conns {
 		c.mux.Close()
 	}
@@ -241,7 +249,11 @@ func (s *Server) admit(h *Hello, c *serverConn) (*session, HelloReply) {
 		if sess != nil && sess.grace != nil {
 			sess.grace.Stop()
 		}
-		sess = &session{id: h.SessionID, token: token}
+		if sess != nil {
+			// Started afresh: the old one's subscriptions go.
+			defer s.sessionGone(sess.id)
+		}
+		sess = &session{id: h.SessionID, token: token, started: time.Now()}
 		s.sessions[sess.id] = sess
 	}
 	if sess.grace != nil {
@@ -274,6 +286,7 @@ func (s *Server) detach(sess *session, c *serverConn) {
 	if sess.ended || s.closed {
 		delete(s.sessions, sess.id)
 		s.mu.Unlock()
+		s.sessionGone(sess.id)
 		s.logger().Info("session ended", "session", sess.id)
 		s.notify()
 		return
@@ -287,6 +300,7 @@ func (s *Server) detach(sess *session, c *serverConn) {
 		}
 		s.mu.Unlock()
 		if expired {
+			s.sessionGone(sess.id)
 			s.logger().Info("session expired: no resume within the grace period", "session", sess.id, "grace", grace)
 			if s.OnSessionLost != nil {
 				s.OnSessionLost(sess.id)

@@ -220,6 +220,8 @@ func (c *serverConn) dispatch(ctx context.Context, req *Request) (any, error) {
 			return nil, err
 		}
 		return readDirPageOf(entries, args.Offset), nil
+	case OpSubscribe, OpUnsubscribe:
+		return c.dispatchIncoming(ctx, req)
 	case OpAbort:
 		var args AbortArgs
 		if err := parseArgs(req, &args); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/doppel-dev/doppel/agent/dns"
 	"github.com/doppel-dev/doppel/agent/files"
+	"github.com/doppel-dev/doppel/agent/incoming"
 	"github.com/doppel-dev/doppel/agent/outgoing"
 	"github.com/doppel-dev/doppel/agent/target"
 	"github.com/doppel-dev/doppel/protocol"
@@ -27,22 +28,48 @@ type Pod struct {
 	files    *files.Root
 	dialer   *outgoing.Dialer
 	resolver *dns.Resolver
+	incoming *incoming.Manager
 }
 
-var _ protocol.Handler = (*Pod)(nil)
+var (
+	_ protocol.Handler         = (*Pod)(nil)
+	_ protocol.IncomingHandler = (*Pod)(nil)
+)
 
-// NewPod serves t, which stays owned by the caller.
-func NewPod(t *target.Target) *Pod {
+// NewPod serves t, which stays owned by the caller, and its incoming
+// traffic through in (nil: none).
+func NewPod(t *target.Target, in *incoming.Manager) *Pod {
 	p := &Pod{
-		target: t,
-		files:  files.NewRoot(t.RootFD()),
-		dialer: &outgoing.Dialer{Socket: t.Socket},
+		target:   t,
+		incoming: in,
+		files:    files.NewRoot(t.RootFD()),
+		dialer:   &outgoing.Dialer{Socket: t.Socket},
 	}
 	p.resolver = &dns.Resolver{
 		ResolvConf: func() ([]byte, error) { return p.files.ReadFile("/etc/resolv.conf", maxResolvConf) },
 		Dial:       p.dialer.Dial,
 	}
 	return p
+}
+
+func (p *Pod) Subscribe(ctx context.Context, s *protocol.SessionInfo, args protocol.SubscribeArgs) (protocol.SubscribeResult, error) {
+	if p.incoming == nil {
+		return protocol.SubscribeResult{}, &protocol.RemoteError{Code: protocol.CodeUnknownOp, Errno: unix.ENOSYS, Message: "this agent serves no incoming traffic"}
+	}
+	return p.incoming.Subscribe(ctx, s, args)
+}
+
+func (p *Pod) Unsubscribe(ctx context.Context, s *protocol.SessionInfo, port uint16) error {
+	if p.incoming == nil {
+		return nil
+	}
+	return p.incoming.Unsubscribe(ctx, s, port)
+}
+
+func (p *Pod) SessionGone(id string) {
+	if p.incoming != nil {
+		p.incoming.SessionGone(id)
+	}
 }
 
 func (p *Pod) Env(context.Context) ([]string, error)    { return p.target.Env() }

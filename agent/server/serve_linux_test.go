@@ -49,7 +49,7 @@ func startPod(t *testing.T, cfg Config) *podFixture {
 
 	token := protocol.NewToken()
 	cfg.Listen = "127.0.0.1:0"
-	cfg.Handler = NewPod(tg)
+	cfg.Handler = NewPod(tg, nil)
 	cfg.TokenHashes = []protocol.TokenHash{protocol.HashToken(token)}
 	cfg.AgentVersion = "test"
 	cfg.TargetExited = tg.Exited()

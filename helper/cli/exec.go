@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,16 +131,20 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		Close() error
 	}
 	host := config.LocalHostPaths()
+	errOut := stdio(deps.Streams.Err, os.Stderr)
+	var probePorts []uint16
 	if f.agentAddress != "" {
 		remote, err = connectAgent(ctx, f.agentAddress, f.agentToken)
 	} else {
-		errOut := stdio(deps.Streams.Err, os.Stderr)
 		var target *kube.Target
 		remote, target, err = startClusterSession(ctx, deps, cfg, f.kube, func(step string) {
 			fmt.Fprintf(errOut, "doppel: %s\n", step)
 		})
 		if target != nil {
 			host.TargetAppPaths = append(target.Mounts, target.WorkingDir)
+			for _, p := range target.ProbePorts {
+				probePorts = append(probePorts, uint16(p))
+			}
 		}
 	}
 	if err != nil {
@@ -151,7 +156,18 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	if p, err := lookPath(args[0], os.Environ()); err == nil {
 		host.Executable = p
 	}
-	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: remote, Log: deps.Logger, Host: host, OnListen: onListen})
+	fatal := make(chan session.Notice, 1)
+	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: remote, Log: deps.Logger, Host: host, OnListen: onListen,
+		ProbePorts: probePorts,
+		OnNotice: func(n session.Notice) {
+			fmt.Fprintf(errOut, "doppel: %s\n", n.Message)
+			if n.Fatal {
+				select {
+				case fatal <- n:
+				default:
+				}
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -184,6 +200,14 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", args[0], err)
 	}
+	go func() {
+		select {
+		case <-fatal:
+			fmt.Fprintf(errOut, "doppel: stopping %s (on_concurrent_steal is \"abort\")\n", args[0])
+			tree.Signal(syscall.SIGTERM)
+		case <-tree.Exited():
+		}
+	}()
 	if code := tree.Wait(); code != 0 {
 		return ExitError{Code: code}
 	}

@@ -56,7 +56,7 @@ func startClusterSession(ctx context.Context, deps Deps, cfg *config.Config, kf 
 	if err != nil {
 		deps.Logger.Warn("cannot tell who I am to the cluster", "err", err)
 	}
-	token := protocol.NewToken()
+	token := kc.SessionToken(target)
 	agent, err := kc.StartAgent(ctx, kube.AgentOptions{
 		Target: target, Config: cfg.Agent, TokenHash: protocol.HashToken(token), User: user,
 		Progress: func(p kube.Progress) { progress(p.Step) },

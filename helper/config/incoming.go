@@ -43,6 +43,10 @@ type IncomingConfig struct {
 	// Do not mirror or steal for sockets that listen on a loopback address only.
 	IgnoreLocalhost bool `json:"ignore_localhost"`
 
+	// Reset the port's existing connections when a steal starts, so that keep-alive clients
+	// (other pods, load balancers) reconnect and reach the local process.
+	FlushConnections bool `json:"flush_connections"`
+
 	// When another session already steals the same port without a filter: "abort" (fail),
 	// "continue" (run without stealing that port) or "override" (take it over).
 	OnConcurrentSteal ConcurrentSteal `json:"on_concurrent_steal,omitempty"`

@@ -157,7 +157,7 @@ func defaults() *Config {
 			Env: EnvConfig{Enabled: true},
 			FS:  FSConfig{Mode: FSRead},
 			Network: NetworkConfig{
-				Incoming: IncomingConfig{Mode: IncomingMirror},
+				Incoming: IncomingConfig{Mode: IncomingMirror, FlushConnections: true},
 				Outgoing: OutgoingConfig{TCP: true, UDP: true, IgnoreLocalhost: true},
 				DNS:      DNSConfig{Enabled: true},
 			},

@@ -236,10 +236,15 @@ func (a *Agent) Connect(ctx context.Context, hello protocol.Hello) (*protocol.Cl
 		if !retry {
 			return nil, fmt.Errorf("agent %s/%s: %w", a.Namespace, a.Pod, err)
 		}
+		// A joiner polls faster: the kubelet's refresh is what it waits for.
+		wait := 200 * time.Millisecond
+		if a.Joined {
+			wait = 100 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }

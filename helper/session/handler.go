@@ -131,6 +131,9 @@ func (h *handler) Listening(p layer.Process, proto layer.Proto, requested, actua
 	if h.onListen != nil {
 		h.onListen(lp)
 	}
+	if h.in != nil {
+		h.in.listening(lp)
+	}
 }
 
 const writeFlags = unix.O_WRONLY | unix.O_RDWR | unix.O_CREAT | unix.O_TRUNC | unix.O_APPEND

@@ -30,7 +30,8 @@ type Reconnecting struct {
 	client   *protocol.Client
 	redialed chan struct{} // closed when a redial in progress ends
 	closed   bool
-	ended    error // why a redial gave up: later calls fail at once
+	ended    error                  // why a redial gave up: later calls fail at once
+	incoming func(*protocol.Client) // serves the agent's streams on each client
 	// OnState, if set, hears "reconnecting" and "ready" (for the IDE).
 	OnState func(state string, err error)
 }
@@ -103,7 +104,11 @@ func (r *Reconnecting) redial(ctx context.Context, cause error) error {
 		if err == nil {
 			r.mu.Lock()
 			r.client = c
+			serve := r.incoming
 			r.mu.Unlock()
+			if serve != nil {
+				go serve(c)
+			}
 			r.log.Info("reconnected to the agent", "attempts", attempt+1)
 			if r.OnState != nil {
 				r.OnState("ready", nil)
@@ -152,6 +157,28 @@ func (r *Reconnecting) Watch(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// Subscribe subscribes a port of the target; subscriptions survive resumes.
+func (r *Reconnecting) Subscribe(ctx context.Context, args protocol.SubscribeArgs) (protocol.SubscribeResult, error) {
+	return do(ctx, r, func(c *protocol.Client) (protocol.SubscribeResult, error) { return c.Subscribe(ctx, args) })
+}
+
+// Unsubscribe ends a subscription.
+func (r *Reconnecting) Unsubscribe(ctx context.Context, port uint16) error {
+	_, err := do(ctx, r, func(c *protocol.Client) (struct{}, error) { return struct{}{}, c.Unsubscribe(ctx, port) })
+	return err
+}
+
+// ServeIncoming serves the agent's incoming streams on this client and on
+// every client after a reconnect.
+func (r *Reconnecting) ServeIncoming(f protocol.IncomingFunc, onAbort func(protocol.IncomingHeader)) {
+	serve := func(c *protocol.Client) { c.ServeIncoming(f, onAbort) }
+	r.mu.Lock()
+	r.incoming = serve
+	c := r.client
+	r.mu.Unlock()
+	go serve(c)
 }
 
 // Close ends the session with the agent.

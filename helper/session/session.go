@@ -27,6 +27,11 @@ type Options struct {
 	// OnListen, if set, is told about every port the local process tree
 	// listens on (the incoming-traffic feature subscribes them).
 	OnListen func(ListenPort)
+	// ProbePorts are the target container's probe ports: an unfiltered
+	// steal of one is warned about.
+	ProbePorts []uint16
+	// OnNotice hears what the user should know about incoming traffic.
+	OnNotice func(Notice)
 }
 
 // ListenPort is a port the local process listens on.
@@ -53,6 +58,7 @@ type Session struct {
 	remoteEnv map[string]string
 	hostname  string
 	onListen  func(ListenPort)
+	in        *incoming // nil when incoming traffic is off
 
 	mu        sync.Mutex
 	listening []ListenPort
@@ -100,6 +106,11 @@ func New(ctx context.Context, opts Options) (*Session, error) {
 	if s.tunnel, err = newTunnel(s.log.With("part", "tunnel")); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if inc := &s.cfg.Feature.Network.Incoming; inc.Mode != config.IncomingOff {
+		if ir, ok := opts.Remote.(IncomingRemote); ok {
+			s.in = newIncoming(inc, ir, opts.ProbePorts, opts.OnNotice)
+		}
 	}
 	local := func(ctx context.Context, q []byte) ([]byte, error) { return localExchange(ctx, q) }
 	s.dns, err = newDNSResponder(s.log.With("part", "dns"), opts.Remote.DNS, local,

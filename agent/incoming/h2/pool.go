@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -142,6 +143,22 @@ func (p *Pool) Forget(key string) {
 	if e != nil {
 		p.log.Debug("h2: forget upstream", "key", key)
 		e.close()
+	}
+}
+
+// ForgetPrefix forgets every upstream whose key starts with prefix (all
+// the ports of a session that ended).
+func (p *Pool) ForgetPrefix(prefix string) {
+	p.mu.Lock()
+	var keys []string
+	for k := range p.ents {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	p.mu.Unlock()
+	for _, k := range keys {
+		p.Forget(k)
 	}
 }
 

@@ -1,0 +1,194 @@
+package incoming
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/doppel-dev/doppel/agent/incoming/h2"
+	"github.com/doppel-dev/doppel/agent/incoming/http1"
+	"github.com/doppel-dev/doppel/agent/incoming/httpfilter"
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// detectTimeout bounds the wait for a client's first bytes on a port with
+// filters: a protocol where the server speaks first (SMTP, MySQL) passes
+// through after it.
+const detectTimeout = time.Second
+
+// maxPeek is what detection may need: the HTTP/2 preface.
+const maxPeek = len(http1.Preface)
+
+// Handoff is a session that can take incoming connections
+// (protocol.SessionInfo in the agent).
+type Handoff interface {
+	Session
+	OpenIncoming(ctx context.Context, hdr protocol.IncomingHeader) (net.Conn, error)
+}
+
+// router sends each redirected connection its way.
+type router struct {
+	table *table
+	// dialOriginal connects to the original destination from the pod,
+	// bypassing the redirect (SO_MARK).
+	dialOriginal func(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
+	pool         *h2.Pool
+	lim          http1.Limits
+	log          *slog.Logger
+}
+
+// serve handles one redirected connection whose original destination is
+// dst, and closes it.
+func (r *router) serve(ctx context.Context, client net.Conn, dst netip.AddrPort) {
+	defer client.Close()
+	rt := r.table.route(dst.Port())
+	hdr := protocol.IncomingHeader{Port: dst.Port(), Remote: client.RemoteAddr().String(), Local: dst.String()}
+	var in net.Conn = client
+	if len(rt.mirrors) > 0 {
+		t := newTee(ctx, client, rt.mirrors, hdr, r.log)
+		defer t.finish()
+		in = t
+	}
+	switch {
+	case rt.steal != nil:
+		h := hdr
+		h.Mode = protocol.ModeSteal
+		up, err := rt.steal.sess.(Handoff).OpenIncoming(ctx, h)
+		if err != nil {
+			// The session is between transports, or its process does not
+			// listen: the pod's own server answers rather than nobody.
+			r.log.Info("stolen connection passed through: the session can't take it", "port", dst.Port(), "err", err)
+			r.passthrough(ctx, in, dst)
+			return
+		}
+		pipe(in, up)
+	case len(rt.filtered) > 0:
+		r.serveFiltered(ctx, in, dst, rt, hdr)
+	default:
+		r.passthrough(ctx, in, dst)
+	}
+}
+
+// passthrough connects client to the original server.
+func (r *router) passthrough(ctx context.Context, client net.Conn, dst netip.AddrPort) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	up, err := r.dialOriginal(dctx, dst)
+	cancel()
+	if err != nil {
+		r.log.Info("the original server can't be reached", "dst", dst, "err", err)
+		return
+	}
+	pipe(client, up)
+}
+
+// serveFiltered detects HTTP and routes each request by the filters.
+func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrPort, rt route, hdr protocol.IncomingHeader) {
+	br := bufio.NewReader(in)
+	kind := detect(in, br)
+	buffered := &peekedConn{Conn: in, r: br}
+	original := &originalUpstream{r: r, dst: dst}
+	switch kind {
+	case http1.HTTP1:
+		route := func(req *http1.Request) http1.Upstream {
+			if s := rt.match(httpfilter.Request{Method: req.Method, Path: req.Path, RawQuery: req.RawQuery, Header: req.Header}); s != nil {
+				return sessionUpstream{s: s.sess.(Handoff), hdr: hdr}
+			}
+			return nil
+		}
+		if err := http1.Serve(ctx, in, br, route, original, r.lim); err != nil {
+			r.log.Debug("HTTP/1 connection ended", "port", dst.Port(), "err", err)
+		}
+	case http1.HTTP2Preface:
+		route := func(req *http.Request) h2.Upstream {
+			method, path, query, header := h2.FilterFields(req)
+			if s := rt.match(httpfilter.Request{Method: method, Path: path, RawQuery: query, Header: header}); s != nil {
+				return sessionUpstream{s: s.sess.(Handoff), hdr: hdr}
+			}
+			return nil
+		}
+		if err := h2.Serve(ctx, buffered, r.pool, route, original, h2.Options{Logger: r.log}); err != nil {
+			r.log.Debug("HTTP/2 connection ended", "port", dst.Port(), "err", err)
+		}
+	default:
+		r.passthrough(ctx, buffered, dst)
+	}
+}
+
+// detect peeks at the client's first bytes, within detectTimeout.
+func detect(in net.Conn, br *bufio.Reader) http1.Kind {
+	in.SetReadDeadline(time.Now().Add(detectTimeout))
+	defer in.SetReadDeadline(time.Time{})
+	for n := 1; ; n = max(br.Buffered(), n) + 1 {
+		b, err := br.Peek(n)
+		if k := http1.Detect(b); k != http1.NeedMore {
+			return k
+		}
+		if err != nil || n >= maxPeek {
+			return http1.Other
+		}
+	}
+}
+
+// originalUpstream is the pod's own server.
+type originalUpstream struct {
+	r   *router
+	dst netip.AddrPort
+}
+
+func (o *originalUpstream) Key() string { return "original " + o.dst.String() }
+func (o *originalUpstream) Dial(ctx context.Context) (net.Conn, error) {
+	return o.r.dialOriginal(ctx, o.dst)
+}
+
+// sessionUpstream is a session's local process, for the requests its
+// filter matched.
+type sessionUpstream struct {
+	s   Handoff
+	hdr protocol.IncomingHeader
+}
+
+func (u sessionUpstream) Key() string { return "session " + u.s.SessionID() + " " + u.hdr.Local }
+func (u sessionUpstream) Dial(ctx context.Context) (net.Conn, error) {
+	h := u.hdr
+	h.Mode = protocol.ModeRequest
+	return u.s.OpenIncoming(ctx, h)
+}
+
+// peekedConn reads what detection buffered first.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// CloseWrite passes half-closes through (tee and TCP conns have it).
+func (c *peekedConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+// pipe copies both ways until both directions ended, propagating
+// half-closes, then closes both.
+func pipe(a, b net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		io.Copy(b, a)
+		closeWrite(b)
+		close(done)
+	}()
+	io.Copy(a, b)
+	closeWrite(a)
+	<-done
+	a.Close()
+	b.Close()
+}

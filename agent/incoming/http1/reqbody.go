@@ -1,0 +1,113 @@
+package http1
+
+import (
+	"io"
+	"net"
+	"time"
+)
+
+// requestBody is a request body being copied from the client to an
+// upstream while the response is read: a client that sent Expect:
+// 100-continue waits for the 100 before sending it, and a server may
+// answer before it has read it all.
+type requestBody struct {
+	done chan struct{}
+	// err is what ended the copy early, set before done closes.
+	err error
+	// clientFailed: err came from the client (a refused chunked body, a
+	// connection that ended) rather than from writing to the upstream or
+	// from stop.
+	clientFailed bool
+}
+
+func (s *server) sendBody(req *Request, u *upstreamConn) *requestBody {
+	b := &requestBody{done: make(chan struct{})}
+	if req.Framing == NoBody {
+		close(b.done)
+		return b
+	}
+	s.bodies.Add(1)
+	go func() {
+		defer s.bodies.Done()
+		defer close(b.done)
+		w := &recordWriter{w: u.conn}
+		_, err := CopyBody(w, s.br, req.Framing, req.ContentLength, s.lim)
+		if err != nil {
+			b.err, b.clientFailed = err, w.err == nil
+			if b.clientFailed {
+				// The upstream would wait for the rest forever; closing it
+				// wakes the response read too.
+				u.conn.Close()
+			}
+		}
+	}()
+	return b
+}
+
+func (b *requestBody) wait() { <-b.done }
+
+func (b *requestBody) isDone() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop wakes a copy blocked on the client and waits for it to end. The
+// client's remaining body bytes are left unread.
+func (b *requestBody) stop(client net.Conn) {
+	if b.isDone() {
+		return
+	}
+	client.SetReadDeadline(aLongTimeAgo)
+	<-b.done
+	client.SetReadDeadline(time.Time{})
+	if isTimeout(b.err) {
+		// Our own wake-up, not the client's doing.
+		b.clientFailed = false
+	}
+}
+
+// finish waits for the rest of the body once the response is complete,
+// and reports whether all of it was read from the client, so that the
+// next request starts where the client connection stands. When the
+// connection closes anyway (closing) nothing is waited for. A body sent
+// with Expect: 100-continue that got no 100 (unsure) may never come, so
+// it gets expectGrace. Otherwise the client is sending it and the
+// upstream reading it: wait up to idle.
+func (b *requestBody) finish(client net.Conn, idle time.Duration, closing, unsure bool) bool {
+	if !b.isDone() {
+		wait := idle
+		switch {
+		case closing:
+			wait = 0
+		case unsure:
+			wait = expectGrace
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-b.done:
+		case <-t.C:
+			b.stop(client)
+			return false
+		}
+	}
+	return b.err == nil
+}
+
+// recordWriter remembers the error of a failed write.
+type recordWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (r *recordWriter) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	if err != nil {
+		r.err = err
+	}
+	return n, err
+}

@@ -1,0 +1,164 @@
+package incoming
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/doppel-dev/doppel/agent/incoming/httpfilter"
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// Session is what the table needs of a session: who it is, and how to
+// hand it a connection (protocol.SessionInfo in the agent).
+type Session interface {
+	SessionID() string
+	Describe() string // "USER@HOST, since 15:04:05" for conflict errors
+}
+
+// sub is one session's subscription of one port.
+type sub struct {
+	sess   Session
+	mode   string             // protocol.ModeMirror or ModeSteal
+	filter *httpfilter.Filter // a filtered steal; nil otherwise
+	since  time.Time
+	seq    uint64 // subscription order: the earlier subscriber wins a request
+}
+
+// ConflictError refuses an unfiltered steal of a port another session
+// steals.
+type ConflictError struct {
+	Port  uint16
+	Other string // the other session, described
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("port %d is already stolen without a filter by another session (%s): use an http_filter, mirror, "+
+		"or set on_concurrent_steal to \"override\" to take it over", e.Port, e.Other)
+}
+
+// table holds the subscriptions of every port.
+type table struct {
+	mu    sync.Mutex
+	seq   uint64
+	ports map[uint16][]*sub // in subscription order
+}
+
+func newTable() *table { return &table{ports: map[uint16][]*sub{}} }
+
+// add subscribes s to port, replacing s's earlier subscription of it. An
+// unfiltered steal conflicts with another session's; override takes it
+// over. It returns whether the port was new to the table, and the session
+// whose steal was overridden, if any.
+func (t *table) add(port uint16, s *sub, override bool) (isNew bool, overridden Session, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	subs := t.ports[port]
+	isNew = len(subs) == 0
+	subs = slices.DeleteFunc(slices.Clone(subs), func(o *sub) bool { return o.sess.SessionID() == s.sess.SessionID() })
+	if s.mode == protocol.ModeSteal && s.filter == nil {
+		for i, o := range subs {
+			if o.mode == protocol.ModeSteal && o.filter == nil {
+				if !override {
+					return false, nil, &ConflictError{Port: port, Other: o.sess.Describe()}
+				}
+				overridden = o.sess
+				subs = slices.Delete(subs, i, i+1)
+				break
+			}
+		}
+	}
+	t.seq++
+	s.seq = t.seq
+	t.ports[port] = append(subs, s)
+	return isNew, overridden, nil
+}
+
+// remove ends id's subscription of port, and reports whether the port has
+// none left.
+func (t *table) remove(port uint16, id string) (empty bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	subs, ok := t.ports[port]
+	if !ok {
+		return false
+	}
+	subs = slices.DeleteFunc(slices.Clone(subs), func(o *sub) bool { return o.sess.SessionID() == id })
+	if len(subs) == 0 {
+		delete(t.ports, port)
+		return true
+	}
+	t.ports[port] = subs
+	return false
+}
+
+// removeSession ends every subscription of id and returns the ports left
+// without any.
+func (t *table) removeSession(id string) (emptied []uint16) {
+	t.mu.Lock()
+	ports := make([]uint16, 0, len(t.ports))
+	for p := range t.ports {
+		ports = append(ports, p)
+	}
+	t.mu.Unlock()
+	for _, p := range ports {
+		if t.remove(p, id) {
+			emptied = append(emptied, p)
+		}
+	}
+	return emptied
+}
+
+// route is the subscriptions of one port at the moment a connection came.
+type route struct {
+	mirrors  []*sub
+	steal    *sub   // the unfiltered steal
+	filtered []*sub // filtered steals, earliest first
+}
+
+func (t *table) route(port uint16) route {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var r route
+	for _, s := range t.ports[port] {
+		switch {
+		case s.mode == protocol.ModeMirror:
+			r.mirrors = append(r.mirrors, s)
+		case s.filter == nil:
+			r.steal = s
+		default:
+			r.filtered = append(r.filtered, s)
+		}
+	}
+	return r
+}
+
+// match returns the earliest filtered subscription that matches req.
+func (r route) match(req httpfilter.Request) *sub {
+	for _, s := range r.filtered {
+		if s.filter.Match(req) {
+			return s
+		}
+	}
+	return nil
+}
+
+// compileRule turns the wire filter into a compiled one.
+func compileRule(f *protocol.HTTPFilter) (*httpfilter.Filter, error) {
+	if f == nil {
+		return nil, nil
+	}
+	return httpfilter.Compile(ruleOf(*f))
+}
+
+func ruleOf(f protocol.HTTPFilter) httpfilter.Rule {
+	r := httpfilter.Rule{Header: f.Header, Path: f.Path, Method: f.Method}
+	for _, s := range f.AllOf {
+		r.AllOf = append(r.AllOf, ruleOf(s))
+	}
+	for _, s := range f.AnyOf {
+		r.AnyOf = append(r.AnyOf, ruleOf(s))
+	}
+	return r
+}
