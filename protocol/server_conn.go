@@ -503,16 +503,32 @@ func pipeStream(st *yamux.Stream, conn net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := io.Copy(conn, st)
+		_, err := copyLarge(conn, st)
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok && err == nil {
 			cw.CloseWrite()
 		} else {
 			conn.Close()
 		}
 	}()
-	io.Copy(st, conn)
+	copyLarge(st, conn)
 	st.Close()
 	<-done
+}
+
+// copyBufferSize is the chunk pipeStream moves at once: larger than
+// io.Copy's 32 KiB, so that a bulk transfer makes fewer, larger yamux
+// frames and syscalls on every hop of the port-forward.
+const copyBufferSize = 256 << 10
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// copyLarge is io.Copy with a pooled copyBufferSize buffer. The TCP
+// socket's ReadFrom and WriteTo are hidden: with a yamux stream on the
+// other side they could only fall back to io.Copy's 32 KiB buffer.
+func copyLarge(dst io.Writer, src io.Reader) (int64, error) {
+	b := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(b)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *b)
 }
 
 // pipeDatagrams relays datagrams: on the stream each is a 2-byte

@@ -134,6 +134,10 @@ func (t *tunnel) Close() error {
 	return t.ln.Close()
 }
 
+// copyBuffers hold the chunks splice moves at once: larger than io.Copy's
+// 32 KiB, for fewer syscalls and larger frames towards the agent.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 // splice copies both ways, propagating half-closes, and closes both ends
 // when both directions are done.
 func splice(a, b net.Conn) {
@@ -141,7 +145,11 @@ func splice(a, b net.Conn) {
 	wg.Add(2)
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		io.Copy(dst, src)
+		b := copyBuffers.Get().(*[]byte)
+		// The TCP side's ReadFrom and WriteTo are hidden: with an agent
+		// stream on the other side they would copy 32 KiB at a time.
+		io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *b)
+		copyBuffers.Put(b)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {

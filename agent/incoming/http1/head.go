@@ -1,7 +1,6 @@
 package http1
 
 import (
-
 	"bufio"
 	"bytes"
 	"errors"

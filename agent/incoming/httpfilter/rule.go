@@ -1,14 +1,12 @@
 package httpfilter
 
 import (
-
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/dlclark/regexp2"
-
 	"golang.org/x/net/http/httpguts"
 )
 
