@@ -100,6 +100,7 @@ const (
 	CodeBadRequest     = "bad_request"
 	CodeUnknownOp      = "unknown_op"
 	CodeShuttingDown   = "shutting_down"
+	CodeInternal       = "internal" // a bug in the agent, reported instead of crashing it
 )
 
 // Sentinels for the protocol conditions, matched by errors.Is on a

@@ -54,8 +54,8 @@ type SubscribeArgs struct {
 	Mode string `json:"mode"` // mirror or steal
 	// Filter makes a steal a filtered steal: only matching HTTP requests.
 	Filter *HTTPFilter `json:"filter,omitempty"`
-	// Flush resets the port's existing connections when a steal starts,
-	// so that keep-alive clients reconnect and are redirected.
+	// Flush resets the port's existing connections, so that keep-alive
+	// clients reconnect and are redirected.
 	Flush bool `json:"flush,omitempty"`
 	// Override takes an unfiltered steal over from another session.
 	Override bool `json:"override,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -159,6 +160,14 @@ func (c *serverConn) handle(ctx context.Context, req *Request) {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond)
 		defer cancel()
 	}
+	defer func() {
+		// A handler bug answers this request with EIO and is logged; the
+		// agent and the other sessions go on.
+		if v := recover(); v != nil {
+			c.log.Error("internal error in a request handler", "op", req.Op, "panic", v, "stack", string(debug.Stack()))
+			c.respond(req.ID, nil, &RemoteError{Code: CodeInternal, Errno: syscall.EIO, Message: fmt.Sprintf("internal error in the agent (%s): %v", req.Op, v)})
+		}
+	}()
 	result, err := c.dispatch(ctx, req)
 	if err != nil {
 		c.log.Debug("request failed", "op", req.Op, "err", err)

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/doppel-dev/doppel/agent/incoming/h2"
@@ -40,13 +42,63 @@ type router struct {
 	pool         *h2.Pool
 	lim          http1.Limits
 	log          *slog.Logger
+
+	mu     sync.Mutex
+	active map[uint16]map[net.Conn]struct{} // redirected connections by port
+}
+
+// track records a connection being served until the returned func runs.
+func (r *router) track(port uint16, c net.Conn) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active == nil {
+		r.active = map[uint16]map[net.Conn]struct{}{}
+	}
+	if r.active[port] == nil {
+		r.active[port] = map[net.Conn]struct{}{}
+	}
+	r.active[port][c] = struct{}{}
+	return func() {
+		r.mu.Lock()
+		delete(r.active[port], c)
+		r.mu.Unlock()
+	}
+}
+
+// closePort resets the connections the agent holds on port (passed
+// through or mirrored): when a steal starts they must reconnect, as the
+// ones the kernel holds do after redirect.Flush.
+func (r *router) closePort(port uint16) int {
+	r.mu.Lock()
+	conns := r.active[port]
+	delete(r.active, port)
+	r.mu.Unlock()
+	for c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, as SOCK_DESTROY gives
+		}
+		c.Close()
+	}
+	return len(conns)
 }
 
 // serve handles one redirected connection whose original destination is
 // dst, and closes it.
 func (r *router) serve(ctx context.Context, client net.Conn, dst netip.AddrPort) {
 	defer client.Close()
+	defer func() {
+		// A bug on one connection must not take the agent (and every
+		// session's traffic) down with it.
+		if v := recover(); v != nil {
+			r.log.Error("internal error serving a redirected connection", "port", dst.Port(), "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
 	rt := r.table.route(dst.Port())
+	if rt.steal == nil {
+		// A stolen connection is the thief's for good; the others are
+		// reset if a steal starts.
+		defer r.track(dst.Port(), client)()
+	}
 	hdr := protocol.IncomingHeader{Port: dst.Port(), Remote: client.RemoteAddr().String(), Local: dst.String()}
 	var in net.Conn = client
 	if len(rt.mirrors) > 0 {
@@ -119,16 +171,23 @@ func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrP
 	}
 }
 
-// detect peeks at the client's first bytes, within detectTimeout.
+// detect looks at the client's first bytes: what is buffered, and more
+// only while that is not enough to tell, within detectTimeout.
 func detect(in net.Conn, br *bufio.Reader) http1.Kind {
 	in.SetReadDeadline(time.Now().Add(detectTimeout))
 	defer in.SetReadDeadline(time.Time{})
-	for n := 1; ; n = max(br.Buffered(), n) + 1 {
-		b, err := br.Peek(n)
+	if _, err := br.Peek(1); err != nil {
+		return http1.Other
+	}
+	for {
+		b, _ := br.Peek(br.Buffered())
 		if k := http1.Detect(b); k != http1.NeedMore {
 			return k
 		}
-		if err != nil || n >= maxPeek {
+		if len(b) >= maxPeek {
+			return http1.Other
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
 			return http1.Other
 		}
 	}

@@ -134,7 +134,10 @@ func (m *Manager) Subscribe(ctx context.Context, si *protocol.SessionInfo, args 
 		m.table.remove(args.Port, si.ID)
 		return res, fmt.Errorf("redirect port %d: %w", args.Port, err)
 	}
-	if args.Mode == protocol.ModeSteal && args.Flush {
+	if args.Flush {
+		if n := m.router.closePort(args.Port); n > 0 {
+			m.log.Info("reset connections the agent held so that they reconnect through the steal", "port", args.Port, "connections", n)
+		}
 		n, err := redirect.Flush(m.pod, args.Port, Mark)
 		if err != nil {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("existing connections to port %d were not reset: %v", args.Port, err))

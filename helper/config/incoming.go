@@ -43,9 +43,10 @@ type IncomingConfig struct {
 	// Do not mirror or steal for sockets that listen on a loopback address only.
 	IgnoreLocalhost bool `json:"ignore_localhost"`
 
-	// Reset the port's existing connections when a steal starts, so that keep-alive clients
-	// (other pods, load balancers) reconnect and reach the local process.
-	FlushConnections bool `json:"flush_connections"`
+	// Reset the port's existing connections when the subscription starts, so that keep-alive
+	// clients (other pods, load balancers) reconnect and reach the local process. Defaults to
+	// true for steal and false for mirror (a mirror never disturbs the target's traffic).
+	FlushConnections *bool `json:"flush_connections,omitempty"`
 
 	// When another session already steals the same port without a filter: "abort" (fail),
 	// "continue" (run without stealing that port) or "override" (take it over).
@@ -103,6 +104,15 @@ func (ConcurrentSteal) enumValues() []string { return []string{"abort", "continu
 
 // JSONSchema lists the policies.
 func (c ConcurrentSteal) JSONSchema() *jsonschema.Schema { return enumSchema(c.enumValues()) }
+
+// Flush reports whether existing connections are reset when a port is
+// subscribed (flush_connections, or its default for the mode).
+func (c *IncomingConfig) Flush() bool {
+	if c.FlushConnections != nil {
+		return *c.FlushConnections
+	}
+	return c.Mode == IncomingSteal
+}
 
 // RemotePort is the target's port whose traffic a local listener on port
 // gets (port_mapping).

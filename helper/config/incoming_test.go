@@ -75,6 +75,21 @@ func TestIncomingPorts(t *testing.T) {
 	}
 }
 
+func TestIncomingFlush(t *testing.T) {
+	for _, tc := range []struct {
+		incoming string
+		want     bool
+	}{
+		{"steal", true}, {"mirror", false},
+		{"{mode: steal, flush_connections: false}", false}, {"{mode: mirror, flush_connections: true}", true},
+	} {
+		c := mustParse(t, "feature: {network: {incoming: "+tc.incoming+"}}")
+		if got := c.Feature.Network.Incoming.Flush(); got != tc.want {
+			t.Errorf("%s: Flush() = %v, want %v", tc.incoming, got, tc.want)
+		}
+	}
+}
+
 func TestTargetPaths(t *testing.T) {
 	for _, tc := range []struct {
 		in      string

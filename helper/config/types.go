@@ -157,7 +157,7 @@ func defaults() *Config {
 			Env: EnvConfig{Enabled: true},
 			FS:  FSConfig{Mode: FSRead},
 			Network: NetworkConfig{
-				Incoming: IncomingConfig{Mode: IncomingMirror, FlushConnections: true},
+				Incoming: IncomingConfig{Mode: IncomingMirror},
 				Outgoing: OutgoingConfig{TCP: true, UDP: true, IgnoreLocalhost: true},
 				DNS:      DNSConfig{Enabled: true},
 			},

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,9 +45,11 @@ type Client struct {
 	Namespace string
 	// ContextName is the kubeconfig context in use ("" without a file).
 	ContextName string
-	// PortForward chooses the port-forward protocol; "" is WebSocket with
-	// SPDY fallback.
+	// PortForward chooses the port-forward protocol; "" is plain SPDY
+	// with WebSocket fallback.
 	PortForward PortForwardMode
+	// pfWebSocket: plain SPDY failed once, later dials start with WebSocket.
+	pfWebSocket atomic.Bool
 }
 
 // New loads the kubeconfig as kubectl does (client-go's loading rules, so

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
@@ -22,15 +23,19 @@ import (
 type PortForwardMode string
 
 const (
-	// PortForwardWebSocket (the default) tunnels SPDY in a WebSocket, as
-	// kubectl does since 1.31, and falls back to plain SPDY when the
-	// server or a proxy refuses the WebSocket upgrade. Proxies and load
-	// balancers in front of API servers pass WebSockets more often than
-	// SPDY upgrades.
+	// PortForwardAuto (the default, "") tries plain SPDY first and falls
+	// back to SPDY tunnelled in a WebSocket when the SPDY upgrade fails
+	// (a proxy or load balancer in front of the API server that passes
+	// only WebSocket upgrades, or an API server without SPDY); the mode
+	// that worked is kept for the client's later dials. Plain SPDY costs
+	// the whole path less CPU and carries more (notes/transport.md,
+	// docs/agent.md "Transport").
+	PortForwardAuto PortForwardMode = ""
+	// PortForwardWebSocket tunnels SPDY in a WebSocket, as kubectl does
+	// since 1.31, falling back to plain SPDY when the WebSocket upgrade is
+	// refused: kubectl's order.
 	PortForwardWebSocket PortForwardMode = "websocket"
-	// PortForwardSPDY is the plain SPDY/3.1 upgrade: less client CPU and
-	// more throughput (notes/transport.md) where nothing between doppel and
-	// the API server strips it.
+	// PortForwardSPDY is the plain SPDY/3.1 upgrade only.
 	PortForwardSPDY PortForwardMode = "spdy"
 )
 
@@ -45,13 +50,30 @@ func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (
 		return nil, err
 	}
 	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-	if c.PortForward != PortForwardSPDY {
+	mode := c.PortForward
+	if mode == PortForwardAuto && c.pfWebSocket.Load() {
+		mode = PortForwardWebSocket // plain SPDY failed before
+	}
+	switch mode {
+	case PortForwardWebSocket:
 		ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.Config)
 		if err != nil {
 			return nil, err
 		}
 		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
 			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		})
+	case PortForwardAuto:
+		ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.Config)
+		if err != nil {
+			return nil, err
+		}
+		dialer = portforward.NewFallbackDialer(dialer, ws, func(err error) bool {
+			if !spdyUpgradeFailed(err) {
+				return false
+			}
+			c.pfWebSocket.Store(true)
+			return true
 		})
 	}
 
@@ -103,6 +125,21 @@ func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (
 	}
 	go pc.readErrors(errStream)
 	return pc, nil
+}
+
+// spdyUpgradeFailed reports whether a plain SPDY port-forward failed in a
+// way a WebSocket one might not: the upgrade was refused or broken (a
+// proxy, an API server without SPDY), not the API server's own "no"
+// (forbidden, no such pod, pod not running), which WebSocket would get too.
+func spdyUpgradeFailed(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		switch status.Status().Code {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusBadRequest:
+			return false
+		}
+	}
+	return true
 }
 
 func portForwardError(err error, namespace, pod string, port int) error {

@@ -85,7 +85,7 @@ func dialable(ap netip.AddrPort) netip.AddrPort {
 }
 
 func (in *incoming) args(port uint16) protocol.SubscribeArgs {
-	args := protocol.SubscribeArgs{Port: port, Mode: string(in.cfg.Mode), Flush: in.cfg.FlushConnections,
+	args := protocol.SubscribeArgs{Port: port, Mode: string(in.cfg.Mode), Flush: in.cfg.Flush(),
 		Override: in.cfg.OnConcurrentSteal == config.ConcurrentStealOverride}
 	f := &in.cfg.HTTPFilter
 	if in.cfg.Mode == config.IncomingSteal && f.IsSet() && (f.Ports == nil || slices.Contains(f.Ports, config.Port(port))) {

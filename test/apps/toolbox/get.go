@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -13,16 +14,18 @@ func getCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	var headers headerFlags
+	fs.Var(&headers, "H", `a request header "Name: value" (repeatable)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: toolbox get [-timeout 10s] URL")
+		fmt.Fprintln(stderr, "usage: toolbox get [-timeout 10s] [-H 'Name: value']... URL")
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := get(ctx, fs.Arg(0), stdout); err != nil {
+	if err := get(ctx, fs.Arg(0), headers, stdout); err != nil {
 		fmt.Fprintf(stderr, "toolbox get: %v\n", err)
 		return 1
 	}
@@ -31,10 +34,14 @@ func getCmd(args []string, stdout, stderr io.Writer) int {
 
 // get writes url's body to w, or returns an error for a failed request or
 // a non-2xx status (with the start of the body, which usually says why).
-func get(ctx context.Context, url string, w io.Writer) error {
+func get(ctx context.Context, url string, headers headerFlags, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	for _, h := range headers {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -50,3 +57,9 @@ func get(ctx context.Context, url string, w io.Writer) error {
 	}
 	return nil
 }
+
+// headerFlags collects -H values.
+type headerFlags []string
+
+func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
+func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }

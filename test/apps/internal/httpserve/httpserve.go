@@ -49,11 +49,13 @@ func Run(addr string, h http.Handler) error {
 
 // LogRequests writes `Handling request URI=<RequestURI>` to w for every
 // request except the probes (/healthz, /readyz), whose steady trickle would
-// bury the traffic that demos and e2e tests look for.
+// bury the traffic that demos and e2e tests look for — unless LOG_PROBES
+// is set (a mirror test checks that the probes reach the local copy).
 func LogRequests(next http.Handler, w io.Writer) http.Handler {
 	logger := log.New(w, "", 0) // log.Logger serialises concurrent writes
+	probes := os.Getenv("LOG_PROBES") != ""
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		if probes || (r.URL.Path != "/healthz" && r.URL.Path != "/readyz") {
 			logger.Printf("Handling request URI=%s", r.RequestURI)
 		}
 		next.ServeHTTP(rw, r)

@@ -8,13 +8,22 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/doppel-dev/doppel/test/apps/internal/httpserve"
 )
 
-// greeting is what GET / returns; the e2e tests match on it.
+// greeting is what GET / returns; the e2e tests match on it. GREETING
+// replaces it, so that a copy run locally under doppel can be told apart.
 const greeting = "This is a silly demo"
+
+func greetingText() string {
+	if g := os.Getenv("GREETING"); g != "" {
+		return g
+	}
+	return greeting
+}
 
 // newHandler serves the backend API from store, logging application
 // requests to logw.
@@ -22,7 +31,7 @@ func newHandler(store Store, logw io.Writer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, greeting)
+		fmt.Fprintln(w, greetingText())
 	})
 	mux.HandleFunc("POST /video", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
