@@ -65,6 +65,22 @@ if [[ -x $root/bin/doppel ]]; then
 	log "a video written by the local backend ($lid) is listed by the cluster's frontend"
 	kill -INT "$dp"
 	wait "$dp" 2>/dev/null || true
+
+	log "stealing alice's requests: the local backend under a path_filter (test/apps/staging/doppel-alice.yaml)"
+	GREETING="Hello from the laptop of alice" "$root/bin/doppel" exec -f "$root/test/apps/staging/doppel-alice.yaml" \
+		-- "$root/bin/images/backend" >"$root/bin/demo-steal.log" 2>&1 &
+	dp=$!
+	for _ in $(seq 600); do grep -q 'of the target: steal (filtered)' "$root/bin/demo-steal.log" && break; sleep 0.1; done
+	grep -q 'of the target: steal (filtered)' "$root/bin/demo-steal.log" || { cat "$root/bin/demo-steal.log"; die "the steal did not start"; }
+	sed -n 's/^doppel: \(port .*\)/  doppel: \1/p' "$root/bin/demo-steal.log"
+	for user in alice bob; do
+		header=$(curl -sf "$url/?user=$user" | sed -n 's:.*<h1>\(.*\)</h1>.*:\1:p')
+		echo "  the cluster's frontend for $user: $header"
+	done
+	curl -sf "$url/?user=alice" | grep -q "laptop" || die "alice's request did not reach the local backend"
+	curl -sf "$url/?user=bob" | grep -q "laptop" && die "bob's request reached the local backend"
+	kill -INT "$dp"
+	wait "$dp" 2>/dev/null || true
 fi
 
 echo

@@ -24,7 +24,7 @@ func TestSessionToken(t *testing.T) {
 	if other.SessionToken(a) == ta {
 		t.Error("two clusters got the same token")
 	}
-	if c.SessionToken(&Target{}) == c.SessionToken(&Target{}) {
+	if first, second := c.SessionToken(&Target{}), c.SessionToken(&Target{}); first == second {
 		t.Error("targetless tokens are not random")
 	}
 	path, _ := sessionKeyFile()
@@ -34,7 +34,7 @@ func TestSessionToken(t *testing.T) {
 	}
 	// A key others can read is not used: tokens become random.
 	os.Chmod(path, 0o644)
-	if c.SessionToken(a) == c.SessionToken(a) {
+	if first, second := c.SessionToken(a), c.SessionToken(a); first == second {
 		t.Error("a readable key file was used")
 	}
 	os.Chmod(path, 0o600)

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 x/net/http2 is deprecated for net/http's own HTTP/2, which has no ServeConn for one accepted connection nor a per-upstream client to Forget; see docs/status.md.
+
 // Package h2 proxies HTTP/2 cleartext (h2c with prior knowledge) client connections per
 // stream, for filtered steal: each request goes to the upstream the caller's route picks (a
 // session's local process) or to the pod's original server, over pooled h2c connections.

@@ -365,14 +365,6 @@ func (r *iptRedirector) startGuardian() error {
 	return nil
 }
 
-// GuardianPID is the guardian's process id, 0 without one (for tests).
-func (r *iptRedirector) guardianPID() int {
-	if r.guardian == nil || r.guardian.Process == nil {
-		return 0
-	}
-	return r.guardian.Process.Pid
-}
-
 // MaybeRunGuardian turns this process into an iptables guardian if it was
 // started as one, and then exits; otherwise it returns at once. Programs
 // that use NewIptables (or New, which may fall back to it) must call it

@@ -469,3 +469,11 @@ func TestSIGKILLIptables(t *testing.T) {
 	expectOriginal(t, p.dialOut(t, ap(p.ip6, podPort)))
 	expectOriginal(t, p.dialIn(t, ap(lo4, podPort), 0))
 }
+
+// guardianPID is the guardian's process id, 0 without one.
+func (r *iptRedirector) guardianPID() int {
+	if r.guardian == nil || r.guardian.Process == nil {
+		return 0
+	}
+	return r.guardian.Process.Pid
+}
