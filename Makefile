@@ -27,7 +27,7 @@ AGENT_IMAGE := doppel-agent:$(VERSION)
 # Images of the demo and the tests, built from static binaries.
 APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox
 # Debian packages the tests and the demo need besides the cluster's own.
-TEST_PACKAGES := postgresql-15 dash
+TEST_PACKAGES := postgresql-15 dash iptables nftables iproute2 curl util-linux
 
 .PHONY: build doppel agent shim image images cluster cluster-down demo test test-unit \
         test-fuzz test-integration test-e2e test-cluster-lifecycle lint schema deps clean

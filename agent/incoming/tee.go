@@ -17,8 +17,9 @@ import (
 // waits for a mirror.
 const mirrorBuffer = 4 << 20
 
-// mirrorDrain bounds a mirror's write of one chunk and its end.
-const mirrorDrain = 10 * time.Second
+// mirrorDrain bounds a mirror's write of one chunk and its end (a
+// variable for tests).
+var mirrorDrain = 10 * time.Second
 
 // tee is the client connection, copying every byte read from it to the
 // mirroring sessions.
@@ -135,8 +136,8 @@ func (m *mirrorSink) run(ctx context.Context, s Handoff, hdr protocol.IncomingHe
 		b, dropped, ok := m.next()
 		if dropped {
 			log.Info("mirror dropped: the local process reads too slowly", "session", s.SessionID(), "port", hdr.Port)
-			if ic, isIC := conn.(*protocol.IncomingConn); isIC {
-				ic.Abort(protocol.ReasonMirrorOverflow)
+			if a, ok := conn.(interface{ Abort(reason string) error }); ok {
+				a.Abort(protocol.ReasonMirrorOverflow) // *protocol.IncomingConn tells the helper why
 			} else {
 				conn.Close()
 			}

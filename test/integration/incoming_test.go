@@ -48,6 +48,12 @@ type session struct {
 
 func (s *suite) startSession(t *testing.T, name, incoming string) *session {
 	t.Helper()
+	return s.startSessionOn(t, s.agentProc, name, incoming)
+}
+
+// startSessionOn is startSession with another agent than the suite's.
+func (s *suite) startSessionOn(t *testing.T, agent *podns.Agent, name, incoming string) *session {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "server.py"), []byte(localServer), 0o644); err != nil {
 		t.Fatal(err)
@@ -59,7 +65,7 @@ func (s *suite) startSession(t *testing.T, name, incoming string) *session {
 	if err := os.WriteFile(filepath.Join(dir, ".doppel", "config.yaml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(s.doppel, "exec", "--agent-address", s.agentProc.Addr, "--agent-token", s.agentProc.Token, "--",
+	cmd := exec.Command(s.doppel, "exec", "--agent-address", agent.Addr, "--agent-token", agent.Token, "--",
 		"python3", filepath.Join(dir, "server.py"), strconv.Itoa(podns.HTTPPort), name)
 	cmd.Dir = dir
 	se := &session{cmd: cmd, stdout: &podns.SyncBuffer{}, stderr: &podns.SyncBuffer{}, done: make(chan error, 1)}
@@ -84,6 +90,9 @@ func (se *session) waitStderr(t *testing.T, s string) {
 		select {
 		case err := <-se.done:
 			se.done <- err
+			if strings.Contains(se.stderr.String(), s) {
+				return // said it, then exited
+			}
 			t.Fatalf("doppel exited (%v) before saying %q:\n%s", err, s, se.stderr.String())
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -112,9 +121,17 @@ func (se *session) stop(t *testing.T) {
 // pod would, on a new connection.
 func get(t *testing.T, pod *podns.Pod, path string, header ...string) string {
 	t.Helper()
+	body, err := tryGet(pod, path, header...)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return body
+}
+
+func tryGet(pod *podns.Pod, path string, header ...string) (string, error) {
 	req, err := http.NewRequest("GET", fmt.Sprintf("http://%s:%d%s", pod.IP, podns.HTTPPort, path), nil)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -122,11 +139,11 @@ func get(t *testing.T, pod *podns.Pod, path string, header ...string) string {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		return "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 func original(path string) string { return "pod-http host=pod-under-test path=" + path }
@@ -181,9 +198,10 @@ func TestIncomingSteal(t *testing.T) {
 
 func TestIncomingFilteredSteal(t *testing.T) {
 	s := need(t)
+	// alice subscribes first: a request both filters match is hers.
 	alice := s.startSession(t, "alice", `{mode: steal, http_filter: {header_filter: "^x-user: alice$"}}`)
-	bob := s.startSession(t, "bob", `{mode: steal, http_filter: {path_filter: ".*user=bob.*"}}`)
 	alice.waitStderr(t, "steal (filtered)")
+	bob := s.startSession(t, "bob", `{mode: steal, http_filter: {path_filter: ".*user=bob.*"}}`)
 	bob.waitStderr(t, "steal (filtered)")
 	cases := []struct {
 		path   string
@@ -204,5 +222,73 @@ func TestIncomingFilteredSteal(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("alice:\n%s\nbob:\n%s", alice.stderr.String(), bob.stderr.String())
+	}
+}
+
+// TestIncomingRedirectGoesWithTheAgent runs a steal on an agent of its own
+// with each redirect backend, reaches the local process from outside the
+// pod and from inside it (its own address: the output hook), then kills
+// the agent with SIGKILL: the pod's own server must answer the next
+// request, with no redirect left behind.
+func TestIncomingRedirectGoesWithTheAgent(t *testing.T) {
+	s := need(t)
+	for _, backend := range []string{"nftables", "iptables"} {
+		t.Run(backend, func(t *testing.T) {
+			agent, err := podns.StartAgent(s.agent, s.pod, "--redirect-backend", backend, "--idle-timeout", "1m")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer agent.Close()
+			se := s.startSessionOn(t, agent, "thief-"+backend, "steal")
+			se.waitStderr(t, fmt.Sprintf("port %d of the target: steal", podns.HTTPPort))
+			want := "local thief-" + backend + " /x\n"
+			if got := get(t, s.pod, "/x"); got != want {
+				t.Errorf("from outside the pod: %q, want %q", got, want)
+			}
+			inside, err := exec.Command("ip", "netns", "exec", s.pod.NS, "curl", "-s", "-m", "5",
+				fmt.Sprintf("http://%s:%d/x", s.pod.IP, podns.HTTPPort)).Output()
+			if string(inside) != want {
+				t.Errorf("from inside the pod: %q (%v), want %q", inside, err, want)
+			}
+			if !strings.Contains(agent.Stderr(), "backend="+backend) {
+				t.Errorf("the agent did not use %s:\n%s", backend, agent.Stderr())
+			}
+
+			// Its redirect is named after its pid (the suite's own agent
+			// has one too).
+			name := fmt.Sprintf("doppel-%d", agent.PID())
+			agent.Kill()
+			<-agent.Exited()
+			killed := time.Now()
+			for {
+				got, err := tryGet(s.pod, "/after")
+				if err == nil && strings.HasPrefix(got, original("/after")) {
+					break
+				}
+				if time.Since(killed) > 5*time.Second {
+					t.Fatalf("after the agent's SIGKILL: %q, %v (want the pod's own answer)", got, err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Logf("the pod's server answered %v after the agent's SIGKILL", time.Since(killed).Round(time.Millisecond))
+			// Nothing of doppel is left in the pod's rule sets.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				var left []string
+				for _, cmd := range [][]string{{"nft", "list", "tables"}, {"iptables-save", "-t", "nat"}, {"ip6tables-save", "-t", "nat"}} {
+					out, _ := exec.Command("ip", append([]string{"netns", "exec", s.pod.NS}, cmd...)...).CombinedOutput()
+					if strings.Contains(string(out), name) {
+						left = append(left, string(out))
+					}
+				}
+				if len(left) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("redirect rules left in the pod after the agent's death:\n%s", strings.Join(left, "\n"))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -347,6 +347,12 @@ func (a *Agent) Stderr() string { return a.stderr.String() }
 // Exited is closed when the agent process has exited.
 func (a *Agent) Exited() <-chan struct{} { return a.exited }
 
+// PID is the agent's process id.
+func (a *Agent) PID() int { return a.cmd.Process.Pid }
+
+// Kill ends the agent with SIGKILL, as a crash or an OOM kill would.
+func (a *Agent) Kill() error { return a.cmd.Process.Kill() }
+
 // Close ends the agent (SIGTERM, then SIGKILL, by PID).
 func (a *Agent) Close() error {
 	a.once.Do(func() {
