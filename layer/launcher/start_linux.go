@@ -74,6 +74,10 @@ func Start(ctx context.Context, spec Spec, cmd Command, serve func(listener *os.
 		Dir:   cmd.Dir,
 		Env:   append(withoutSpec(cmd.Env), envSpec+"="+string(raw)),
 		Files: []*os.File{orNull(cmd.Stdin), orNull(cmd.Stdout), orNull(cmd.Stderr), childEnd},
+		// A helper killed with SIGKILL can't end the tree: the kernel kills
+		// the command with it (the flag survives the exec into the command;
+		// its own children are reaped by the helper's reaper while it lives).
+		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	t := &Tree{cmd: cmd, exited: make(chan struct{}), members: map[int]uint64{}}
 	// Started under the reaper's lock: it must know Pid before reaping it.

@@ -70,6 +70,13 @@ func NewListener(f *os.File) (*Listener, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("set nonblock", err)
 	}
+	if os.Getenv("DOPPEL_SECCOMP_SYNC_WAKEUP") != "0" {
+		// Kernel ≥ 6.6: the trapped thread hands its CPU to the supervisor
+		// it wakes rather than waking it on another one. Older kernels say
+		// EINVAL; the listener works the same, only slower.
+		flags := uint64(unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+		unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS, uintptr(flags))
+	}
 	pf := os.NewFile(uintptr(fd), f.Name())
 	raw, err := pf.SyscallConn()
 	if err != nil {

@@ -334,3 +334,27 @@ except Exception as e:
 		logResult(t, res)
 	}
 }
+
+// A helper killed with SIGKILL takes its command with it: nothing is left
+// running with a dead supervisor (every trapped call would fail).
+func TestHelperKilledEndsTheCommand(t *testing.T) {
+	s := need(t)
+	dir := t.TempDir()
+	var pid int
+	res := s.doppelExec(t, run{
+		Dir:     dir,
+		Cmd:     []string{"sh", "-c", "echo $$ > cmd.pid; exec sleep 300"},
+		Timeout: 30 * time.Second,
+		Start: func(cmd *exec.Cmd) {
+			pid = waitPidFile(t, filepath.Join(dir, "cmd.pid"), 10*time.Second)
+			cmd.Process.Kill() // by PID: the doppel this test started
+		},
+	})
+	if res.Code != 128+int(syscall.SIGKILL) {
+		t.Errorf("doppel exited %d, want %d (SIGKILL)", res.Code, 128+int(syscall.SIGKILL))
+	}
+	if !waitGone(pid, 5*time.Second) {
+		t.Errorf("the command %d still runs after its helper was killed", pid)
+		syscall.Kill(pid, syscall.SIGKILL) // by PID: started by this test
+	}
+}
