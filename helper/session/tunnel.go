@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -17,6 +19,7 @@ import (
 // the two are spliced.
 type tunnel struct {
 	ln  net.Listener
+	ln6 net.Listener // [::1] on ln's port, for IPV6_V6ONLY sockets; nil without IPv6
 	log *slog.Logger
 	// claimTimeout bounds how long an accepted connection waits for its
 	// remote half to be registered (they race by design: the kernel may
@@ -37,13 +40,38 @@ type pendingConn struct {
 const defaultClaimTimeout = 10 * time.Second
 
 func newTunnel(log *slog.Logger) (*tunnel, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, ln6, err := listenLoopbacks()
 	if err != nil {
 		return nil, err
 	}
-	t := &tunnel{ln: ln, log: log, claimTimeout: defaultClaimTimeout, pending: map[netip.AddrPort]*pendingConn{}, waiters: map[netip.AddrPort]chan *pendingConn{}}
-	go t.acceptLoop()
+	t := &tunnel{ln: ln, ln6: ln6, log: log, claimTimeout: defaultClaimTimeout, pending: map[netip.AddrPort]*pendingConn{}, waiters: map[netip.AddrPort]chan *pendingConn{}}
+	go t.acceptLoop(ln)
+	if ln6 != nil {
+		go t.acceptLoop(ln6)
+	}
 	return t, nil
+}
+
+// listenLoopbacks listens on 127.0.0.1 and on [::1] with the same port:
+// the layer redirects an IPV6_V6ONLY socket, which can't reach 127.0.0.1,
+// to [::1] on the tunnel's port. Without IPv6 on lo, only 127.0.0.1.
+func listenLoopbacks() (net.Listener, net.Listener, error) {
+	for attempt := 0; ; attempt++ {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
+		switch {
+		case err == nil:
+			return ln, ln6, nil
+		case errors.Is(err, syscall.EADDRINUSE) && attempt < 10:
+			ln.Close() // that port is taken on ::1: another one
+		default:
+			return ln, nil, nil
+		}
+	}
 }
 
 // Addr is where redirected sockets connect.
@@ -97,9 +125,9 @@ func (t *tunnel) claim(ctx context.Context, local netip.AddrPort) (net.Conn, err
 	}
 }
 
-func (t *tunnel) acceptLoop() {
+func (t *tunnel) acceptLoop(ln net.Listener) {
 	for {
-		c, err := t.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				t.log.Error("tunnel accept", "err", err)
@@ -131,6 +159,9 @@ func (t *tunnel) Close() error {
 		delete(t.pending, k)
 	}
 	t.mu.Unlock()
+	if t.ln6 != nil {
+		t.ln6.Close()
+	}
 	return t.ln.Close()
 }
 

@@ -87,3 +87,27 @@ func TestTunnelDropsUnclaimedConnections(t *testing.T) {
 		t.Fatalf("an unclaimed connection was not closed: %v", err)
 	}
 }
+
+// An IPV6_V6ONLY socket is redirected to [::1] on the tunnel's port.
+func TestTunnelOnIPv6Loopback(t *testing.T) {
+	tun, err := newTunnel(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	if tun.ln6 == nil {
+		t.Fatal("no [::1] listener: the machine's lo has ::1")
+	}
+	remote, server := net.Pipe()
+	go func() { server.Write([]byte("over ::1")); server.Close() }()
+	c, err := net.Dial("tcp6", netip.AddrPortFrom(netip.IPv6Loopback(), tun.Addr().Port()).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tun.register(c.LocalAddr().(*net.TCPAddr).AddrPort(), remote)
+	got, _ := io.ReadAll(c)
+	if string(got) != "over ::1" {
+		t.Fatalf("got %q", got)
+	}
+}
