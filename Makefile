@@ -25,7 +25,7 @@ endif
 
 AGENT_IMAGE := doppel-agent:$(VERSION)
 # Images of the demo and the tests, built from static binaries.
-APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox
+APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox queue
 # Debian packages the tests and the demo need besides the cluster's own.
 TEST_PACKAGES := postgresql-15 dash iptables nftables iproute2 curl util-linux
 

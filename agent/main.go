@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/doppel-dev/doppel/agent/freeze"
 	"github.com/doppel-dev/doppel/agent/incoming/redirect"
 	"github.com/doppel-dev/doppel/internal/buildinfo"
 )
@@ -22,6 +23,8 @@ import (
 func main() {
 	// The iptables redirect's guardian is this binary, re-executed.
 	redirect.MaybeRunGuardian()
+	// So is the freeze's guardian, which thaws the target.
+	freeze.MaybeRunGuardian()
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Usage = usage
 	flag.Parse()
@@ -32,6 +35,12 @@ func main() {
 	switch flag.Arg(0) {
 	case "serve":
 		os.Exit(serve(flag.Args()[1:]))
+	case "thaw":
+		os.Exit(thaw(flag.Args()[1:]))
+	case "install-self":
+		os.Exit(installSelf(flag.Args()[1:]))
+	case "hold":
+		os.Exit(hold(flag.Args()[1:]))
 	case "":
 		usage()
 		os.Exit(2)
@@ -47,6 +56,7 @@ func usage() {
   doppel-agent -version
   doppel-agent serve --target-pid PID --token-sha256 HEX [--listen 127.0.0.1:0] [options]
   doppel-agent serve --target-container-id RUNTIME://ID --token-sha256 HEX [--token-file PATH] [options]
+  doppel-agent thaw --target-container-id RUNTIME://ID
 
 Run "doppel-agent serve -h" for the serve options.
 `)

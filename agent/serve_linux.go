@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/doppel-dev/doppel/agent/freeze"
 	"github.com/doppel-dev/doppel/agent/incoming"
 	"github.com/doppel-dev/doppel/agent/server"
 	"github.com/doppel-dev/doppel/agent/target"
@@ -105,9 +106,17 @@ func serve(args []string) int {
 	log.Info("doppel-agent starting", "version", info.Version, "protocol", protocol.Version, "target_pid", *pid)
 	in := incoming.NewManager(t, incoming.Options{Logger: log.With("part", "incoming"), Backend: *redirectBackend})
 	defer in.Close()
+	pod := server.NewPod(t, in)
+	if *containerID != "" {
+		// Sessions may freeze the target container (config "pause"); the
+		// agent thaws it when it stops, its guardian when it dies.
+		fm := freeze.NewManager("/proc", *pid, log.With("part", "freeze"))
+		defer fm.Close()
+		pod.SetFreezer(fm)
+	}
 	err = server.Run(ctx, server.Config{
 		Listen:           *listen,
-		Handler:          server.NewPod(t, in),
+		Handler:          pod,
 		TokenHashes:      hashes,
 		AcceptedTokens:   accepted,
 		AgentVersion:     info.Version,

@@ -2,7 +2,7 @@
 # Builds the demo and test application images (static Go binaries; Postgres
 # from Debian's packages) and imports them into the local cluster's
 # containerd. Usage: build-app-images.sh IMAGE...
-# Names: staging-backend staging-frontend staging-postgres toolbox.
+# Names: staging-backend staging-frontend staging-postgres toolbox queue.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster/lib.sh"
@@ -40,6 +40,11 @@ for name in "$@"; do
 			-account postgres:999:999:/var/lib/postgresql -mkdir /tmp:1777 -mkdir /var/run/postgresql:0777 \
 			-mkdir /var/lib/postgresql:0777 -env PG_BIN=/usr/lib/postgresql/15/bin -entrypoint /postgres-init \
 			-user 999:999 "${import[@]}" >/dev/null
+		;;
+	queue)
+		static ./test/apps/queue "$out/queue"
+		go run ./hack/image -tag "doppel.local/queue:dev" -out "$out/queue.tar" \
+			-add "$out/queue:/queue" -entrypoint /queue "${import[@]}" >/dev/null
 		;;
 	toolbox)
 		static ./test/apps/toolbox "$out/toolbox"

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/doppel-dev/doppel/helper/cli"
+	"github.com/doppel-dev/doppel/helper/session"
 	"github.com/doppel-dev/doppel/layer/launcher"
 )
 
@@ -15,6 +16,8 @@ func main() {
 	// In the hidden launcher mode this installs the layer and execs the
 	// command; otherwise it returns at once.
 	launcher.Main()
+	// The pause's lease guardian is this binary too (docs/pause.md).
+	session.MaybeRunLeaseGuardian()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cmd := cli.NewCommand(cli.Deps{Logger: logger, Streams: cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}})
 	if err := cmd.Execute(); err != nil {

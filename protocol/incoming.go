@@ -21,6 +21,7 @@ import (
 const (
 	OpSubscribe   = "subscribe"
 	OpUnsubscribe = "unsubscribe"
+	OpPause       = "debuggee_paused"
 
 	StreamIncoming = "incoming" // a connection or request for the local process
 	StreamAbort    = "abort"    // tear down the incoming stream Stream at once
@@ -70,6 +71,14 @@ type SubscribeResult struct {
 // UnsubscribeArgs ends the session's subscription of Port.
 type UnsubscribeArgs struct {
 	Port uint16 `json:"port"`
+}
+
+// PauseArgs says whether the session's local process is paused in a
+// debugger. While it is, new connections of the session's unfiltered steals
+// go to the target's own server (SPEC.md §10); filtered steals and mirrors
+// are unchanged.
+type PauseArgs struct {
+	Paused bool `json:"paused"`
 }
 
 // IncomingHeader is the first message on a stream the agent opens.
@@ -144,6 +153,9 @@ type SessionInfo struct {
 type IncomingHandler interface {
 	Subscribe(ctx context.Context, s *SessionInfo, args SubscribeArgs) (SubscribeResult, error)
 	Unsubscribe(ctx context.Context, s *SessionInfo, port uint16) error
+	// Pause marks the session's local process paused (or running again):
+	// session state, like subscriptions.
+	Pause(ctx context.Context, s *SessionInfo, paused bool) error
 	SessionGone(id string)
 }
 
@@ -258,7 +270,7 @@ func (c *serverConn) sendAbort(hdr *IncomingHeader) {
 	writeMessage(st, hdr, MaxHeaderSize)
 }
 
-// dispatchIncoming runs subscribe and unsubscribe.
+// dispatchIncoming runs subscribe, unsubscribe and pause.
 func (c *serverConn) dispatchIncoming(ctx context.Context, req *Request) (any, error) {
 	ih, ok := c.srv.Handler.(IncomingHandler)
 	if !ok {
@@ -275,6 +287,12 @@ func (c *serverConn) dispatchIncoming(ctx context.Context, req *Request) (any, e
 			return nil, badRequest("subscribe: %v", err)
 		}
 		return ih.Subscribe(ctx, si, args)
+	case OpPause:
+		var args PauseArgs
+		if err := parseArgs(req, &args); err != nil {
+			return nil, err
+		}
+		return Empty{}, ih.Pause(ctx, si, args.Paused)
 	default:
 		var args UnsubscribeArgs
 		if err := parseArgs(req, &args); err != nil {
@@ -315,6 +333,12 @@ func (c *Client) Subscribe(ctx context.Context, args SubscribeArgs) (SubscribeRe
 // Unsubscribe ends the subscription of port.
 func (c *Client) Unsubscribe(ctx context.Context, port uint16) error {
 	return c.call(ctx, OpUnsubscribe, UnsubscribeArgs{Port: port}, nil)
+}
+
+// Pause tells the agent the session's local process is paused in a
+// debugger (or runs again). An agent older than pause answers unknown_op.
+func (c *Client) Pause(ctx context.Context, paused bool) error {
+	return c.call(ctx, OpPause, PauseArgs{Paused: paused}, nil)
 }
 
 // ServeIncoming accepts the streams the agent opens and hands each to f,

@@ -15,10 +15,11 @@ import (
 // sessions that subscribed and the sessions that went.
 type incomingPod struct {
 	*fakePod
-	mu    sync.Mutex
-	subs  map[uint16]*SessionInfo
-	gone  []string
-	subCh chan *SessionInfo
+	mu     sync.Mutex
+	subs   map[uint16]*SessionInfo
+	gone   []string
+	subCh  chan *SessionInfo
+	paused map[string]bool
 }
 
 func (p *incomingPod) Subscribe(_ context.Context, s *SessionInfo, args SubscribeArgs) (SubscribeResult, error) {
@@ -36,6 +37,16 @@ func (p *incomingPod) Unsubscribe(_ context.Context, s *SessionInfo, port uint16
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.subs, port)
+	return nil
+}
+
+func (p *incomingPod) Pause(_ context.Context, s *SessionInfo, paused bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused == nil {
+		p.paused = map[string]bool{}
+	}
+	p.paused[s.ID] = paused
 	return nil
 }
 

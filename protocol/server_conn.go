@@ -229,8 +229,10 @@ func (c *serverConn) dispatch(ctx context.Context, req *Request) (any, error) {
 			return nil, err
 		}
 		return readDirPageOf(entries, args.Offset), nil
-	case OpSubscribe, OpUnsubscribe:
+	case OpSubscribe, OpUnsubscribe, OpPause:
 		return c.dispatchIncoming(ctx, req)
+	case OpFreeze, OpUnfreeze:
+		return c.dispatchFreeze(ctx, req)
 	case OpAbort:
 		var args AbortArgs
 		if err := parseArgs(req, &args); err != nil {

@@ -157,8 +157,18 @@ func (m *Manager) Unsubscribe(_ context.Context, si *protocol.SessionInfo, port 
 	return nil
 }
 
+// Pause implements protocol.IncomingHandler: while a session is paused in
+// a debugger, new connections of its unfiltered steals go to the pod's own
+// server.
+func (m *Manager) Pause(_ context.Context, si *protocol.SessionInfo, paused bool) error {
+	m.table.setPaused(si.ID, paused)
+	m.log.Info("session paused in a debugger", "session", si.ID, "paused", paused)
+	return nil
+}
+
 // SessionGone implements protocol.IncomingHandler.
 func (m *Manager) SessionGone(id string) {
+	m.table.setPaused(id, false)
 	for _, p := range m.table.removeSession(id) {
 		m.unredirect(p)
 	}

@@ -35,5 +35,6 @@ func (*Manager) Subscribe(context.Context, *protocol.SessionInfo, protocol.Subsc
 	return protocol.SubscribeResult{}, ErrNotSupported
 }
 func (*Manager) Unsubscribe(context.Context, *protocol.SessionInfo, uint16) error { return nil }
+func (*Manager) Pause(context.Context, *protocol.SessionInfo, bool) error         { return nil }
 func (*Manager) SessionGone(string)                                               {}
 func (*Manager) Close() error                                                     { return nil }

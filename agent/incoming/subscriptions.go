@@ -40,12 +40,24 @@ func (e *ConflictError) Error() string {
 
 // table holds the subscriptions of every port.
 type table struct {
-	mu    sync.Mutex
-	seq   uint64
-	ports map[uint16][]*sub // in subscription order
+	mu     sync.Mutex
+	seq    uint64
+	ports  map[uint16][]*sub // in subscription order
+	paused map[string]bool   // sessions paused in a debugger
 }
 
-func newTable() *table { return &table{ports: map[uint16][]*sub{}} }
+func newTable() *table { return &table{ports: map[uint16][]*sub{}, paused: map[string]bool{}} }
+
+// setPaused marks session id paused in a debugger, or running.
+func (t *table) setPaused(id string, paused bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if paused {
+		t.paused[id] = true
+	} else {
+		delete(t.paused, id)
+	}
+}
 
 // add subscribes s to port, replacing s's earlier subscription of it. An
 // unfiltered steal conflicts with another session's; override takes it
@@ -126,7 +138,12 @@ func (t *table) route(port uint16) route {
 		case s.mode == protocol.ModeMirror:
 			r.mirrors = append(r.mirrors, s)
 		case s.filter == nil:
-			r.steal = s
+			// A paused session's unfiltered steal does not take new
+			// connections: they go to the pod's server (or to the
+			// filtered steals), so a breakpoint blocks nobody else.
+			if !t.paused[s.sess.SessionID()] {
+				r.steal = s
+			}
 		default:
 			r.filtered = append(r.filtered, s)
 		}

@@ -104,3 +104,30 @@ func TestCompileRule(t *testing.T) {
 		t.Error("a bad pattern compiled")
 	}
 }
+
+// While a session is paused in a debugger, its unfiltered steal takes no
+// new connection: they go to the filtered steals, or the pod's server.
+// Filtered steals and mirrors of a paused session are unchanged.
+func TestTablePause(t *testing.T) {
+	tb := newTable()
+	f := filter(t, httpfilter.Rule{Path: "^/f"})
+	for _, s := range []*sub{
+		{sess: fakeSession("a"), mode: protocol.ModeSteal},
+		{sess: fakeSession("b"), mode: protocol.ModeSteal, filter: f},
+		{sess: fakeSession("m"), mode: protocol.ModeMirror},
+	} {
+		if _, _, err := tb.add(80, s, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.setPaused("a", true)
+	tb.setPaused("b", true)
+	tb.setPaused("m", true)
+	if rt := tb.route(80); rt.steal != nil || len(rt.filtered) != 1 || len(rt.mirrors) != 1 {
+		t.Fatalf("route while paused: %+v", rt)
+	}
+	tb.setPaused("a", false)
+	if rt := tb.route(80); rt.steal == nil || rt.steal.sess.SessionID() != "a" {
+		t.Fatalf("route after continue: %+v", rt)
+	}
+}

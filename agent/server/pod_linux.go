@@ -11,6 +11,7 @@ import (
 
 	"github.com/doppel-dev/doppel/agent/dns"
 	"github.com/doppel-dev/doppel/agent/files"
+	"github.com/doppel-dev/doppel/agent/freeze"
 	"github.com/doppel-dev/doppel/agent/incoming"
 	"github.com/doppel-dev/doppel/agent/outgoing"
 	"github.com/doppel-dev/doppel/agent/target"
@@ -29,6 +30,7 @@ type Pod struct {
 	dialer   *outgoing.Dialer
 	resolver *dns.Resolver
 	incoming *incoming.Manager
+	freezer  *freeze.Manager // see freeze_linux.go
 }
 
 var (
@@ -66,7 +68,15 @@ func (p *Pod) Unsubscribe(ctx context.Context, s *protocol.SessionInfo, port uin
 	return p.incoming.Unsubscribe(ctx, s, port)
 }
 
+func (p *Pod) Pause(ctx context.Context, s *protocol.SessionInfo, paused bool) error {
+	if p.incoming == nil {
+		return nil
+	}
+	return p.incoming.Pause(ctx, s, paused)
+}
+
 func (p *Pod) SessionGone(id string) {
+	p.freezeGone(id)
 	if p.incoming != nil {
 		p.incoming.SessionGone(id)
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -69,6 +70,15 @@ func runCleanup(ctx context.Context, deps Deps, f cleanupFlags) error {
 		}
 	}
 	removed, err := client.Cleanup(ctx, co)
+	// Stale pause leases (docs/pause.md): thaw, restore, delete copies.
+	kube.ThawConfig = &cfg.Agent
+	leaseNS := client.Namespace
+	if f.allNamespaces {
+		leaseNS = ""
+	}
+	fixed, lerr := client.ReconcileStale(ctx, leaseNS)
+	removed = append(removed, fixed...)
+	err = errors.Join(err, lerr)
 	if f.output == "json" {
 		enc := json.NewEncoder(deps.Streams.Out)
 		enc.SetIndent("", "  ")

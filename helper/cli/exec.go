@@ -3,23 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/doppel-dev/doppel/helper/config"
-	"github.com/doppel-dev/doppel/helper/kube"
 	"github.com/doppel-dev/doppel/helper/session"
-	"github.com/doppel-dev/doppel/layer"
 	"github.com/doppel-dev/doppel/layer/launcher"
-	"github.com/doppel-dev/doppel/layer/seccomp"
-	"github.com/doppel-dev/doppel/protocol"
 )
 
 // ExitError carries the exit status of the command `doppel exec` ran, which
@@ -108,15 +101,6 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	if err := cfg.Apply(f.overrides); err != nil {
 		return err
 	}
-	filter := seccomp.Options{UDP: cfg.Feature.Network.Outgoing.UDP, Files: cfg.Feature.FS.Mode != config.FSLocal,
-		Hostname: cfg.Feature.Hostname}
-	warnings, err := seccomp.CheckKernel(filter)
-	if err != nil {
-		return fmt.Errorf("doppel cannot intercept programs on this machine: %w", err)
-	}
-	for _, w := range warnings {
-		deps.Logger.Warn(w)
-	}
 	var onListen func(session.ListenPort)
 	if f.reportListen != "" {
 		report, err := newListenReport(f.reportListen)
@@ -126,39 +110,28 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		defer report.Close()
 		onListen = report.add
 	}
-	var remote interface {
-		session.Remote
-		Close() error
-	}
-	host := config.LocalHostPaths()
 	errOut := stdio(deps.Streams.Err, os.Stderr)
-	var probePorts []uint16
-	if f.agentAddress != "" {
-		remote, err = connectAgent(ctx, f.agentAddress, f.agentToken)
-	} else {
-		var target *kube.Target
-		remote, target, err = startClusterSession(ctx, deps, cfg, f.kube, func(step string) {
-			fmt.Fprintf(errOut, "doppel: %s\n", step)
-		})
-		if target != nil {
-			host.TargetAppPaths = append(target.Mounts, target.WorkingDir)
-			for _, p := range target.ProbePorts {
-				probePorts = append(probePorts, uint16(p))
-			}
-		}
-	}
-	if err != nil {
-		return err
-	}
-	defer remote.Close()
-
+	host := config.LocalHostPaths()
 	host.Executable = args[0]
 	if p, err := lookPath(args[0], os.Environ()); err == nil {
 		host.Executable = p
 	}
 	fatal := make(chan session.Notice, 1)
-	sess, err := session.New(ctx, session.Options{Config: cfg, Remote: remote, Log: deps.Logger, Host: host, OnListen: onListen,
-		ProbePorts: probePorts,
+	run, err := session.Start(ctx, session.StartOptions{
+		Config: cfg, Kube: f.kube.options(cfg), AgentAddress: f.agentAddress, AgentToken: f.agentToken,
+		Log: deps.Logger, Host: host, OnListen: onListen,
+		Progress: func(step string) { fmt.Fprintf(errOut, "doppel: %s\n", step) },
+		OnState: func(state, reason string) {
+			switch state {
+			case "reconnecting":
+				fmt.Fprintf(errOut, "doppel: lost the connection to the agent (%s): reconnecting\n", reason)
+			case "ready":
+				fmt.Fprintf(errOut, "doppel: reconnected to the agent: the session goes on\n")
+			case "ended":
+				fmt.Fprintf(errOut, "doppel: the session with the agent has ended (%s). The local process keeps running, "+
+					"but its connections, DNS and files through the cluster fail from now on; the target was not changed\n", reason)
+			}
+		},
 		OnNotice: func(n session.Notice) {
 			fmt.Fprintf(errOut, "doppel: %s\n", n.Message)
 			if n.Fatal {
@@ -171,13 +144,11 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
-
-	sup := layer.NewSupervisor(sess.Handler(), layer.Options{
-		Filter: filter,
-		Log:    deps.Logger.With("part", "layer"),
-	})
-	defer sup.Close()
+	defer run.Close()
+	for _, w := range run.Warnings {
+		deps.Logger.Warn(w)
+	}
+	sess, sup := run.Session, run.Supervisor
 	env := sess.Env(os.Environ())
 	path, err := lookPath(args[0], env)
 	if err != nil {
@@ -212,23 +183,6 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		return ExitError{Code: code}
 	}
 	return nil
-}
-
-// connectAgent opens a session with an agent at address, failing before the
-// command starts when the agent cannot be reached.
-func connectAgent(ctx context.Context, address, token string) (*protocol.Client, error) {
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", address)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the agent at %s: %w", address, err)
-	}
-	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	client, err := protocol.Dial(hctx, conn, protocol.Hello{SessionID: uuid.NewString(), Token: token, Client: clientInfo()})
-	if err != nil {
-		return nil, fmt.Errorf("agent at %s: %w", address, err)
-	}
-	return client, nil
 }
 
 // lookPath finds a command name without a slash in the PATH of env (the

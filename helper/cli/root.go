@@ -32,5 +32,6 @@ through the pod, reads the pod's files and receives the pod's incoming traffic.`
 	cmd.AddCommand(NewExecCommand(deps))
 	cmd.AddCommand(NewLsCommand(deps))
 	cmd.AddCommand(NewCleanupCommand(deps))
+	cmd.AddCommand(NewIDECommand(deps))
 	return cmd
 }

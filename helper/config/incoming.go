@@ -51,7 +51,28 @@ type IncomingConfig struct {
 	// When another session already steals the same port without a filter: "abort" (fail),
 	// "continue" (run without stealing that port) or "override" (take it over).
 	OnConcurrentSteal ConcurrentSteal `json:"on_concurrent_steal,omitempty"`
+
+	// Where new connections of an unfiltered steal go while the local process is paused in a
+	// debugger (doppel ide): "cluster" (the target's own server answers them, so a breakpoint
+	// blocks nobody else) or "local" (they wait for the paused process). Connections already
+	// stolen, filtered steals and mirrors are not affected.
+	OnPause OnPause `json:"on_pause,omitempty"`
 }
+
+// OnPause is where an unfiltered steal's new connections go while the
+// debuggee is paused.
+type OnPause string
+
+// The on_pause values.
+const (
+	OnPauseCluster OnPause = "cluster"
+	OnPauseLocal   OnPause = "local"
+)
+
+func (OnPause) enumValues() []string { return []string{"cluster", "local"} }
+
+// JSONSchema lists the values.
+func (o OnPause) JSONSchema() *jsonschema.Schema { return enumSchema(o.enumValues()) }
 
 func (c *IncomingConfig) decodeNode(d *decoder, n *yaml.Node, path string) {
 	switch {

@@ -267,6 +267,7 @@ func Default() *Config {
 // filters) and compiles the rules the run uses.
 func (c *Config) validate(d *decoder, projectDir string) {
 	c.Agent.validate(d, c.Target.Path)
+	c.validatePause(d)
 	c.Feature.Env.validate(d, projectDir)
 	c.Feature.FS.validate(d)
 	net := &c.Feature.Network

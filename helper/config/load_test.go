@@ -68,7 +68,7 @@ func TestMirrordCompleteExampleWarnsAboutIgnoredSettings(t *testing.T) {
 	}
 	want := map[string]bool{
 		"accept_invalid_certificates": true, "connect_tcp": true, "agent.log_level": true, "agent.json_log": true,
-		"agent.flush_connections": true, "agent.metrics": true, "feature.copy_target": true, "operator": true,
+		"agent.flush_connections": true, "agent.metrics": true, "operator": true,
 		"sip_binaries": true, "telemetry": true,
 		"feature.network.incoming.http_filter.header_filter": true, // a {{ key }} template
 		"feature.network.dns.filter.local[0]":                true, // an IP entry

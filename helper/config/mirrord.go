@@ -16,7 +16,6 @@ var mirrordOnlyKeys = map[string]string{
 	"experimental":                "mirrord experiments",
 	"container":                   "mirrord container mode",
 	"connect_tcp":                 "not supported",
-	"pause":                       "removed from mirrord too",
 	"kill":                        "not supported",
 	"startup_retry":               "doppel has its own retries",
 	"ci":                          "mirrord ci mode",
@@ -28,7 +27,6 @@ var mirrordOnlyKeys = map[string]string{
 	"baggage":                     "mirrord operator tracing",
 	"log_destination":             "see doppel.log_level",
 
-	"feature.copy_target":                              "a mirrord operator feature: the target is not copied",
 	"feature.split_queues":                             "a mirrord operator feature: queues are not split",
 	"feature.db_branches":                              "a mirrord operator feature",
 	"feature.preview":                                  "a mirrord operator feature",

@@ -31,6 +31,12 @@ type Config struct {
 	// The agent that doppel starts in the cluster, next to the target.
 	Agent AgentConfig `json:"agent"`
 
+	// Freeze the target container's processes (the cgroup freezer) while sessions run, so that
+	// only the local process works (queue consumers, schedulers). The pod's network stays
+	// usable for doppel. Thawed when the last session ends, when the agent dies, and after a
+	// crash by the next doppel run or "doppel cleanup" (a lease on the pod). See docs/pause.md.
+	Pause bool `json:"pause"`
+
 	// What the local process takes from the target: environment, files, network, hostname.
 	Feature FeatureConfig `json:"feature"`
 
@@ -78,6 +84,10 @@ type FeatureConfig struct {
 
 	// Make the local process see the target pod's hostname (gethostname, /etc/hostname).
 	Hostname bool `json:"hostname"`
+
+	// Run against a copy of the target pod, optionally with its Deployment or StatefulSet
+	// scaled to zero meanwhile: true, or {"scale_down": true}. See docs/pause.md.
+	CopyTarget CopyTargetConfig `json:"copy_target"`
 }
 
 // NetworkConfig groups the network features. It is true (the defaults),
@@ -157,7 +167,7 @@ func defaults() *Config {
 			Env: EnvConfig{Enabled: true},
 			FS:  FSConfig{Mode: FSRead},
 			Network: NetworkConfig{
-				Incoming: IncomingConfig{Mode: IncomingMirror},
+				Incoming: IncomingConfig{Mode: IncomingMirror, OnPause: OnPauseCluster},
 				Outgoing: OutgoingConfig{TCP: true, UDP: true, IgnoreLocalhost: true},
 				DNS:      DNSConfig{Enabled: true},
 			},

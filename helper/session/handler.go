@@ -131,7 +131,7 @@ func (h *handler) Listening(p layer.Process, proto layer.Proto, requested, actua
 	if h.onListen != nil {
 		h.onListen(lp)
 	}
-	if h.in != nil {
+	if h.in != nil && (h.skip == nil || !h.skip(lp)) {
 		h.in.listening(lp)
 	}
 }

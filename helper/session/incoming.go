@@ -21,6 +21,36 @@ type IncomingRemote interface {
 	ServeIncoming(f protocol.IncomingFunc, onAbort func(protocol.IncomingHeader))
 }
 
+// Pauser is an IncomingRemote that can tell the agent the local process
+// is paused in a debugger (*protocol.Client and *Reconnecting are).
+type Pauser interface {
+	Pause(ctx context.Context, paused bool) error
+}
+
+// SetPaused says the local process stopped in a debugger (or runs again).
+// The session itself never depends on it (keepalives are the helper's).
+// With incoming mode steal and on_pause "cluster" (the default), the agent
+// sends new connections of the session's unfiltered steals to the target
+// while paused; it reports whether the agent was told.
+func (s *Session) SetPaused(ctx context.Context, paused bool) (bool, error) {
+	inc := &s.cfg.Feature.Network.Incoming
+	if s.in == nil || inc.Mode != config.IncomingSteal || inc.OnPause == config.OnPauseLocal {
+		return false, nil
+	}
+	p, ok := s.remote.(Pauser)
+	if !ok {
+		return false, nil
+	}
+	if err := p.Pause(ctx, paused); err != nil {
+		var re *protocol.RemoteError
+		if errors.As(err, &re) && re.Code == protocol.CodeUnknownOp {
+			return false, fmt.Errorf("the agent is older than this doppel and keeps stealing while the debuggee is paused: %w", err)
+		}
+		return false, err
+	}
+	return true, nil
+}
+
 // Notice is something the user should hear about incoming traffic.
 type Notice struct {
 	Port    uint16

@@ -170,6 +170,13 @@ func (r *Reconnecting) Unsubscribe(ctx context.Context, port uint16) error {
 	return err
 }
 
+// Pause tells the agent the local process is paused in a debugger (or
+// runs again); like subscriptions, it survives resumes.
+func (r *Reconnecting) Pause(ctx context.Context, paused bool) error {
+	_, err := do(ctx, r, func(c *protocol.Client) (struct{}, error) { return struct{}{}, c.Pause(ctx, paused) })
+	return err
+}
+
 // ServeIncoming serves the agent's incoming streams on this client and on
 // every client after a reconnect.
 func (r *Reconnecting) ServeIncoming(f protocol.IncomingFunc, onAbort func(protocol.IncomingHeader)) {

@@ -32,6 +32,9 @@ type Options struct {
 	ProbePorts []uint16
 	// OnNotice hears what the user should know about incoming traffic.
 	OnNotice func(Notice)
+	// SkipListen, if set, keeps a listening port from being subscribed
+	// (the IDE's debugger ports).
+	SkipListen func(ListenPort) bool
 }
 
 // ListenPort is a port the local process listens on.
@@ -58,6 +61,7 @@ type Session struct {
 	remoteEnv map[string]string
 	hostname  string
 	onListen  func(ListenPort)
+	skip      func(ListenPort) bool
 	in        *incoming // nil when incoming traffic is off
 
 	mu        sync.Mutex
@@ -77,7 +81,7 @@ func New(ctx context.Context, opts Options) (*Session, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Session{cfg: opts.Config, remote: opts.Remote, log: opts.Log, names: newNameTable(),
-		onListen: opts.OnListen, relays: map[relayKey]*udpRelay{}}
+		onListen: opts.OnListen, skip: opts.SkipListen, relays: map[relayKey]*udpRelay{}}
 	env, err := opts.Remote.Env(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the target's environment: %w", err)

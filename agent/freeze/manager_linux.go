@@ -1,0 +1,354 @@
+//go:build linux
+
+package freeze
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Manager freezes the target while at least one session holds a pause,
+// and thaws it when the last holder lets go, when the agent closes it, or
+// — through the guardian — when the agent dies.
+type Manager struct {
+	find func() (*Freezer, error)
+	proc string
+	log  *slog.Logger
+	// Guardian runs the guardian (off in tests that only count).
+	Guardian bool
+
+	mu       sync.Mutex
+	freezer  *Freezer
+	holders  map[string]time.Time
+	frozenAt time.Time
+	guard    *guardian
+}
+
+// NewManager returns the pause manager of the target process pid, as the
+// agent sees it under proc ("/proc").
+func NewManager(proc string, pid int, log *slog.Logger) *Manager {
+	m := newManager(func() (*Freezer, error) { return FindFreezer(proc, pid) }, log)
+	m.proc, m.Guardian = proc, true
+	return m
+}
+
+func newManager(find func() (*Freezer, error), log *slog.Logger) *Manager {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{find: find, log: log, holders: map[string]time.Time{}}
+}
+
+// Status is what a session learns about the pause.
+type Status struct {
+	Frozen  bool
+	Holders int
+	// Since is when the target was frozen.
+	Since time.Time
+	// Cgroup is the freezer's directory, for people.
+	Cgroup string
+}
+
+// Hold adds session as a holder; the first one freezes the target (and
+// starts the guardian first, so that no moment exists in which the target
+// is frozen and nobody would thaw it).
+func (m *Manager) Hold(ctx context.Context, session string) (Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.holders[session]; ok || len(m.holders) > 0 {
+		m.holders[session] = time.Now()
+		return m.status(), nil
+	}
+	if m.freezer == nil {
+		f, err := m.find()
+		if err != nil {
+			return Status{}, err
+		}
+		m.freezer = f
+	}
+	if m.Guardian && m.guard == nil {
+		g, err := startGuardian(m.proc, m.freezer)
+		if err != nil {
+			return Status{}, err
+		}
+		m.guard = g
+	}
+	if err := m.freezer.Freeze(ctx); err != nil {
+		// Half frozen helps nobody.
+		if terr := m.freezer.Thaw(); terr != nil {
+			err = errors.Join(err, terr)
+		}
+		m.stopGuardian()
+		return Status{}, err
+	}
+	m.holders[session] = time.Now()
+	m.frozenAt = time.Now()
+	m.log.Info("froze the target", "cgroup", m.freezer.Dir, "v2", m.freezer.V2, "session", session)
+	return m.status(), nil
+}
+
+// Release drops session as a holder (unknown sessions are ignored); the
+// last one thaws the target.
+func (m *Manager) Release(session string) (Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.holders[session]; !ok {
+		return m.status(), nil
+	}
+	delete(m.holders, session)
+	if len(m.holders) > 0 {
+		return m.status(), nil
+	}
+	err := m.freezer.Thaw()
+	if err == nil {
+		m.log.Info("thawed the target: its last pausing session ended", "session", session, "frozen_for", time.Since(m.frozenAt).Round(time.Millisecond))
+		m.stopGuardian()
+	}
+	return m.status(), err
+}
+
+// Holders returns the sessions holding the pause, sorted.
+func (m *Manager) Holders() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.holders))
+	for s := range m.holders {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Close thaws the target if it is frozen and lets the guardian go.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var err error
+	if len(m.holders) > 0 {
+		m.holders = map[string]time.Time{}
+		if err = m.freezer.Thaw(); err == nil {
+			m.log.Info("thawed the target: the agent is stopping")
+		}
+	}
+	if err == nil {
+		m.stopGuardian()
+	} else if m.guard != nil {
+		// Let the guardian try too.
+		m.guard.pipe.Close()
+	}
+	return err
+}
+
+func (m *Manager) status() Status {
+	s := Status{Frozen: len(m.holders) > 0, Holders: len(m.holders)}
+	if s.Frozen {
+		s.Since = m.frozenAt
+	}
+	if m.freezer != nil {
+		s.Cgroup = m.freezer.Dir
+	}
+	return s
+}
+
+func (m *Manager) stopGuardian() {
+	if m.guard != nil {
+		m.guard.stop()
+		m.guard = nil
+	}
+}
+
+// The guardian: this binary re-executed, holding the read end of a pipe
+// from the agent as fd 3. When the pipe closes without a goodbye (the
+// agent died, even by SIGKILL), or on SIGTERM, it thaws the target.
+
+const guardianEnv = "DOPPEL_FREEZE_GUARDIAN"
+
+type guardianSpec struct {
+	Dir  string `json:"dir"`
+	V2   bool   `json:"v2"`
+	Proc string `json:"proc,omitempty"`
+}
+
+type guardian struct {
+	cmd  *exec.Cmd
+	pipe *os.File
+	done chan struct{}
+}
+
+func startGuardian(proc string, f *Freezer) (*guardian, error) {
+	spec, err := json.Marshal(guardianSpec{Dir: f.Dir, V2: f.V2, Proc: proc})
+	if err != nil {
+		return nil, err
+	}
+	pipeR, pipeW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		pipeR.Close()
+		pipeW.Close()
+		return nil, err
+	}
+	defer readyR.Close()
+	env := []string{guardianEnv + "=" + string(spec)}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, guardianEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"doppel-freeze-guardian", f.Dir},
+		Env:        env,
+		ExtraFiles: []*os.File{pipeR},
+		Stdout:     readyW,
+		Stderr:     os.Stderr,
+		// Its own process group, no parent-death signal: outliving the
+		// agent is its job.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	err = cmd.Start()
+	pipeR.Close()
+	readyW.Close()
+	if err != nil {
+		pipeW.Close()
+		return nil, fmt.Errorf("freeze: starting the guardian: %w", err)
+	}
+	g := &guardian{cmd: cmd, pipe: pipeW, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(g.done) }()
+	readyR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(readyR).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		pipeW.Close()
+		cmd.Process.Kill()
+		<-g.done
+		return nil, fmt.Errorf("freeze: the guardian did not get ready (%q, %v): does main call freeze.MaybeRunGuardian first?", line, err)
+	}
+	return g, nil
+}
+
+// stop says goodbye (the target is thawed already) and waits for the
+// guardian to exit.
+func (g *guardian) stop() {
+	g.pipe.Write([]byte{'q'})
+	g.pipe.Close()
+	select {
+	case <-g.done:
+	case <-time.After(5 * time.Second):
+		g.cmd.Process.Kill()
+		<-g.done
+	}
+}
+
+// GuardianPID returns the running guardian's PID, 0 if none (tests).
+func (m *Manager) GuardianPID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.guard == nil {
+		return 0
+	}
+	return m.guard.cmd.Process.Pid
+}
+
+// MaybeRunGuardian turns this process into a pause guardian if it was
+// started as one, and exits; otherwise it returns at once. The agent's
+// main calls it first thing.
+func MaybeRunGuardian() {
+	spec, ok := os.LookupEnv(guardianEnv)
+	if !ok {
+		return
+	}
+	os.Exit(runGuardian(spec))
+}
+
+func runGuardian(specJSON string) int {
+	os.Unsetenv(guardianEnv)
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	var spec guardianSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		fmt.Fprintln(os.Stderr, "doppel-freeze-guardian: bad job:", err)
+		return 2
+	}
+	// When the agent container's main process dies, the runtime kills
+	// every process left in the container's cgroup: leave it first, so
+	// that the thaw never races that kill.
+	if spec.Proc != "" {
+		if err := escapeCgroups(spec.Proc); err != nil {
+			fmt.Fprintln(os.Stderr, "doppel-freeze-guardian: staying in the agent's cgroups:", err)
+		}
+	}
+	pipe := os.NewFile(3, "agent pipe")
+	if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+		return 2
+	}
+	os.Stdout.Close()
+	goodbye := make(chan bool, 1)
+	go func() {
+		b := make([]byte, 1)
+		n, _ := pipe.Read(b)
+		goodbye <- n == 1 && b[0] == 'q'
+	}()
+	select {
+	case q := <-goodbye:
+		if q {
+			return 0
+		}
+	case <-term:
+	}
+	f := &Freezer{Dir: spec.Dir, V2: spec.V2}
+	var err error
+	for range 50 { // a busy cgroupfs: retry for about a second
+		if err = f.Thaw(); err == nil {
+			fmt.Fprintln(os.Stderr, "doppel-freeze-guardian: the agent is gone: thawed", spec.Dir)
+			return 0
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Fprintln(os.Stderr, "doppel-freeze-guardian:", err)
+	return 1
+}
+
+// escapeCgroups moves this process to the root cgroup of every cgroup
+// hierarchy of the node (best effort; errors are joined).
+func escapeCgroups(proc string) error {
+	mounts, err := os.ReadFile(filepath.Join(proc, "1", "mountinfo"))
+	if err != nil {
+		return err
+	}
+	root := filepath.Join(proc, "1", "root")
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	var errs []error
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		m, ok := parseMount(line)
+		if !ok || (m.fstype != "cgroup" && m.fstype != "cgroup2") || m.root != "/" {
+			continue
+		}
+		key := m.fstype + ":" + strings.Join(m.superOpts, ",")
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if err := os.WriteFile(filepath.Join(root, m.point, "cgroup.procs"), pid, 0o644); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,120 @@
+package kube
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func TestLeaseHoldsAndExpiry(t *testing.T) {
+	now := time.Now()
+	l := &Lease{Kind: LeaseFreeze}
+	l.Hold("a", now, LeaseDuration)
+	l.Hold("b", now.Add(-time.Hour), LeaseDuration) // expired long ago
+	if !l.Live(now) {
+		t.Fatal("a fresh hold is not live")
+	}
+	l.Prune(now)
+	if got := l.Sessions(); len(got) != 1 || got[0] != "a" {
+		t.Errorf("after Prune: %v", got)
+	}
+	if l.Live(now.Add(LeaseDuration + time.Second)) {
+		t.Error("a hold is live after its expiry")
+	}
+	if p, err := ParseLease(""); p != nil || err != nil {
+		t.Errorf("empty annotation: %v %v", p, err)
+	}
+	if _, err := ParseLease("{"); err == nil {
+		t.Error("a broken annotation parsed")
+	}
+}
+
+func testClient(objs ...any) *Client {
+	cs := fake.NewClientset()
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *appsv1.Deployment:
+			cs.Tracker().Add(o)
+		case *corev1.Pod:
+			cs.Tracker().Add(o)
+		}
+	}
+	return &Client{Clientset: cs, Namespace: "ns"}
+}
+
+// The last of two sessions restores the replicas; an expired lease is
+// ended by ReconcileStale, a live one is left alone.
+func TestScaleDownLeaseLastHolderRestores(t *testing.T) {
+	ctx := context.Background()
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "queue", Namespace: "ns"}, Spec: appsv1.DeploymentSpec{Replicas: ptrTo(int32(3))}}
+	copyPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "queue-doppel-copy-x", Namespace: "ns"}}
+	c := testClient(dep, copyPod)
+	r := ObjectRef{"deployment", "ns", "queue"}
+	for _, s := range []string{"s1", "s2"} {
+		if _, err := c.acquire(ctx, r, s, func(*Lease) *Lease {
+			return &Lease{Kind: LeaseScaleDown, Replicas: ptrTo(int32(3)), Copy: "queue-doppel-copy-x"}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ann, _, _ := c.getAnnotations(ctx, r)
+	l, _ := ParseLease(ann[AnnotationLease])
+	if len(l.Holders) != 2 {
+		t.Fatalf("holders %v", l.Holders)
+	}
+	// The fake client has no scale subresource: the end action fails at
+	// scale, after the first release which must not end anything.
+	if ended, err := c.release(ctx, r, "s1", false); ended || err != nil {
+		t.Errorf("first release: ended %v, %v", ended, err)
+	}
+	ann, _, _ = c.getAnnotations(ctx, r)
+	if l, _ = ParseLease(ann[AnnotationLease]); l == nil || len(l.Holders) != 1 {
+		t.Errorf("after the first release: %+v", l)
+	}
+	// ReconcileStale leaves a live lease alone.
+	if done, _ := c.ReconcileStale(ctx, "ns"); len(done) != 0 {
+		t.Errorf("a live lease was ended: %v", done)
+	}
+}
+
+func TestStaleCopyLeaseDeletesTheCopy(t *testing.T) {
+	ctx := context.Background()
+	stale := `{"kind":"copy","holders":{"gone":"2000-01-01T00:00:00Z"}}`
+	copyPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "queue-doppel-copy-x", Namespace: "ns",
+		Labels: map[string]string{LabelCopyOf: "deployment.queue"}, Annotations: map[string]string{AnnotationLease: stale}}}
+	c := testClient(copyPod)
+	done, err := c.ReconcileStale(ctx, "ns")
+	if err != nil || len(done) != 1 {
+		t.Fatalf("ReconcileStale: %v %v", done, err)
+	}
+	if _, err := c.Clientset.CoreV1().Pods("ns").Get(ctx, copyPod.Name, metav1.GetOptions{}); err == nil {
+		t.Error("the stale copy pod is still there")
+	}
+}
+
+func TestCopyPodHoldsTheTargetContainer(t *testing.T) {
+	tmpl := &corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "queue"}},
+		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "queue", Image: "q:1",
+			ReadinessProbe: &corev1.Probe{}, Env: []corev1.EnvVar{{Name: "A", Value: "1"}}}}},
+	}
+	p, err := copyPod(tmpl, "ns", TargetPathForTest("deployment", "queue"), "deployment", "alice", map[string]string{"extra": "x"}, AgentConfigForTest("agent:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Labels["app"] != "" || p.Labels[LabelCopyOf] != "deployment.queue" || p.Labels["extra"] != "x" || len(p.OwnerReferences) != 0 {
+		t.Errorf("labels %v owners %v", p.Labels, p.OwnerReferences)
+	}
+	ctr := p.Spec.Containers[0]
+	if ctr.Image != "q:1" || ctr.Env[0].Name != "A" || ctr.Args[0] != "hold" || ctr.ReadinessProbe != nil || p.Spec.NodeName != "" {
+		t.Errorf("container %+v", ctr)
+	}
+	if len(p.Spec.InitContainers) != 1 || p.Spec.InitContainers[0].Image != "agent:1" {
+		t.Errorf("init containers %+v", p.Spec.InitContainers)
+	}
+}

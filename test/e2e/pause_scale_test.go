@@ -1,0 +1,99 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/doppel-dev/doppel/test/e2e/framework"
+)
+
+const scaleDown = "feature:\n  copy_target:\n    scale_down: true\n"
+
+// restored waits until the queue deployment has its replica back, no copy
+// pod is left and the cluster consumer takes rows again; it returns how
+// long that took.
+func (q *queueEnv) restored(t *testing.T, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	framework.Eventually(t, within, func() error {
+		if n := q.replicas(t); n != 1 {
+			return fmt.Errorf("queue has %d replicas", n)
+		}
+		pods, err := cluster.Client.CoreV1().Pods(q.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "doppel.dev/copy-of"})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("copy pod %s is left", pods.Items[0].Name)
+		}
+		return nil
+	})
+	q.expectConsumer(t, "cluster", time.Minute)
+	return time.Since(start)
+}
+
+func TestPauseScaleDown(t *testing.T) {
+	q := newQueueEnv(t, "pause-scale")
+	p := q.startLocalConsumer(t, "deployment/queue", scaleDown, "local")
+	if n := q.replicas(t); n != 0 {
+		t.Errorf("queue has %d replicas during the session", n)
+	}
+	if !strings.Contains(p.stderr.String(), "scaling deployment/queue to 0 (from 1)") {
+		t.Errorf("doppel did not say it scaled the workload down:\n%s", p.stderr.String())
+	}
+	// Its pod is gone: only the local consumer works.
+	framework.Eventually(t, time.Minute, func() error {
+		pods, _ := cluster.Client.CoreV1().Pods(q.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=queue"})
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d queue pods left", len(pods.Items))
+		}
+		return nil
+	})
+	q.onlyLocal(t, "local")
+
+	// A second session joins the copy; the scale-down lasts until both end.
+	p2 := q.startLocalConsumer(t, "deployment/queue", scaleDown, "local2")
+	if !strings.Contains(p2.stderr.String(), "joining the copy pod") {
+		t.Errorf("the second session did not join the copy:\n%s", p2.stderr.String())
+	}
+	stop(t, p)
+	if n := q.replicas(t); n != 0 {
+		t.Errorf("queue has %d replicas while a session still runs", n)
+	}
+	q.onlyLocal(t, "local2")
+	stop(t, p2)
+	took := q.restored(t, time.Minute)
+	t.Logf("restored and consuming %s after the last session ended", took.Round(time.Millisecond))
+}
+
+func TestPauseScaleDownKilled(t *testing.T) {
+	q := newQueueEnv(t, "pause-scale-kill")
+	for _, what := range []string{"helper", "agent", "both"} {
+		t.Run(what, func(t *testing.T) {
+			p := q.startLocalConsumer(t, "deployment/queue", scaleDown, "local")
+			q.onlyLocal(t, "local")
+			killed := killCase(t, q, p, what)
+			if what == "agent" {
+				// The helper reports the lost agent; the user ends the run.
+				framework.Eventually(t, 45*time.Second, func() error {
+					if !strings.Contains(p.stderr.String(), "the session with the agent has ended") {
+						return fmt.Errorf("doppel has not noticed")
+					}
+					return nil
+				})
+				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
+			}
+			took := q.restored(t, time.Minute)
+			t.Logf("SIGKILL of the %s: replicas restored, copy gone and consuming %s later (%s after the check began)",
+				what, time.Since(killed).Round(time.Millisecond), took.Round(time.Millisecond))
+		})
+	}
+}
