@@ -27,10 +27,11 @@ AGENT_IMAGE := doppel-agent:$(VERSION)
 # Images of the demo and the tests, built from static binaries.
 APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox queue
 # Debian packages the tests and the demo need besides the cluster's own.
-TEST_PACKAGES := postgresql-15 dash iptables nftables iproute2 curl util-linux
+TEST_PACKAGES := postgresql-15 dash iptables nftables iproute2 curl util-linux \
+                 openjdk-17-jre-headless libgoogle-gson-java junit5
 
 .PHONY: build doppel agent shim image images cluster cluster-down demo test test-unit \
-        test-fuzz test-integration test-e2e test-cluster-lifecycle lint schema deps clean
+        test-fuzz test-integration test-e2e test-jetbrains test-cluster-lifecycle lint schema deps clean
 
 build: doppel agent shim
 
@@ -100,10 +101,17 @@ test-integration:
 # the privileged integration suites, then the real cluster, the end-to-end
 # suites, and the cluster lifecycle suite last (it tears the cluster down
 # and brings it back).
-test: lint test-unit test-fuzz test-integration cluster images image test-e2e test-cluster-lifecycle
+test: lint test-unit test-fuzz test-integration cluster images image test-e2e test-jetbrains test-cluster-lifecycle
 
 test-e2e:
 	DOPPEL_AGENT_IMAGE=$(AGENT_IMAGE) $(GO) test -count=1 -p 1 -tags e2e -timeout 30m ./test/e2e/
+
+# test-jetbrains: the JetBrains plugin's Kotlin core, compiled with npm's
+# Kotlin compiler and tested against the real helper, a real session in
+# the local cluster included (the IntelliJ glue needs the JetBrains
+# repositories: extensions/jetbrains/README.md).
+test-jetbrains: deps doppel
+	DOPPEL_BIN=$(CURDIR)/$(BIN)/doppel DOPPEL_JB_SESSION=1 DOPPEL_AGENT_IMAGE=$(AGENT_IMAGE) extensions/jetbrains/build.sh
 
 test-cluster-lifecycle:
 	@if [[ "$${DOPPEL_USE_EXISTING_CLUSTER:-}" == 1 ]]; then \

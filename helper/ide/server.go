@@ -95,10 +95,14 @@ func NewServer(opts Options) *Server {
 func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
 	s.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(rwc), jsonrpc2.WithCodec(stdCodec{}))
 	s.conn.Go(ctx, s.handle)
+	linger := 5 * time.Second
 	select {
 	case <-s.conn.Done():
 		s.log.Info("the client closed the stream")
 	case <-s.exit:
+		// A client may keep our stdin open after exit: a read blocked on
+		// it can't be interrupted, so don't wait for the stream to end.
+		linger = 100 * time.Millisecond
 	case <-ctx.Done():
 	}
 	s.endAll("the IDE backend stopped")
@@ -108,7 +112,7 @@ func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
 	rwc.Close()
 	select {
 	case <-s.conn.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(linger):
 	}
 	s.mu.Lock()
 	clean := s.shutdown || !s.exited
