@@ -117,7 +117,11 @@ func fakeV2(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "cgroup.freeze"))
 			v := strings.TrimSpace(string(b))
 			if v == "0" || v == "1" {
-				os.WriteFile(filepath.Join(dir, "cgroup.events"), []byte("populated 1\nfrozen "+v+"\n"), 0o644)
+				// Replaced at once, as the kernel's file is: a reader
+				// must never see it truncated.
+				tmp := filepath.Join(dir, ".cgroup.events")
+				os.WriteFile(tmp, []byte("populated 1\nfrozen "+v+"\n"), 0o644)
+				os.Rename(tmp, filepath.Join(dir, "cgroup.events"))
 			}
 		}
 	}()
