@@ -156,6 +156,15 @@ type Handler interface {
 	Stat(ctx context.Context, p Process, path string, follow bool) StatVerdict
 }
 
+// ListenPorts is an optional Handler extension: where a requested
+// listening port is really bound locally (the config's listen_ports). The
+// process keeps seeing the requested port through getsockname.
+type ListenPorts interface {
+	// LocalListenPort returns the local port for requested, or 0 to bind
+	// the requested port itself (or a free one when it is taken).
+	LocalListenPort(p Process, requested uint16) uint16
+}
+
 // QuickFiles is an optional Handler extension for the hot path: a decision
 // about a path that needs no I/O, taken on the receive loop itself. Most
 // opens of a program (its libraries, its own files) stay local; answering

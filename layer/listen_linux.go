@@ -24,12 +24,26 @@ func (s *Supervisor) bind(c *call) {
 		return
 	}
 	defer sock.close()
-	err := sock.bind(raw)
+	var local uint16
+	if lp, ok := s.h.(ListenPorts); ok && requested.Port() != 0 {
+		local = lp.LocalListenPort(c.id, requested.Port())
+	}
+	var err error
 	rebound := false
-	if (err == unix.EADDRINUSE || err == unix.EACCES) && requested.Port() != 0 {
-		if err = sock.bind(withPort(raw, 0)); err == nil {
+	switch {
+	case local != 0 && local != requested.Port():
+		// Where the user asked to listen locally; taken is an error.
+		if err = sock.bind(withPort(raw, local)); err == nil {
 			rebound = true
 			s.bound.put(sock.inode(), requested.Port())
+		}
+	default:
+		err = sock.bind(raw)
+		if (err == unix.EADDRINUSE || err == unix.EACCES) && requested.Port() != 0 {
+			if err = sock.bind(withPort(raw, 0)); err == nil {
+				rebound = true
+				s.bound.put(sock.inode(), requested.Port())
+			}
 		}
 	}
 	if err != nil {

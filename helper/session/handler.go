@@ -221,10 +221,22 @@ func (h *handler) QuickFile(p layer.Process, path string, write bool) (layer.Fil
 
 var _ layer.HostnameProvider = (*handler)(nil)
 
+var _ layer.ListenPorts = (*handler)(nil)
+
 // Hostname is the pod's, for uname(2), when the hostname feature is on.
 func (h *handler) Hostname() string {
 	if !h.cfg.Feature.Hostname {
 		return ""
 	}
 	return h.hostname
+}
+
+// LocalListenPort implements layer.ListenPorts: listen_ports.
+func (h *handler) LocalListenPort(_ layer.Process, requested uint16) uint16 {
+	for _, m := range h.cfg.Feature.Network.Incoming.ListenPorts {
+		if uint16(m[0]) == requested {
+			return uint16(m[1])
+		}
+	}
+	return 0
 }

@@ -292,3 +292,24 @@ func TestIncomingRedirectGoesWithTheAgent(t *testing.T) {
 		})
 	}
 }
+
+// listen_ports: the local server binds 7080 but really listens on the
+// port the config names, where it is reachable locally, and still gets
+// the pod's port 7080.
+func TestIncomingListenPorts(t *testing.T) {
+	s := need(t)
+	local := freePort(t)
+	se := s.startSession(t, "elsewhere", fmt.Sprintf("{mode: steal, listen_ports: [[%d, %d]]}", podns.HTTPPort, local))
+	se.waitStderr(t, fmt.Sprintf("port %d of the target: steal", podns.HTTPPort))
+	if got := get(t, s.pod, "/remote"); got != "local elsewhere /remote\n" {
+		t.Errorf("from the pod's port: %q", got)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/local", local))
+	if err != nil {
+		t.Fatalf("the local server is not on its listen_ports port %d: %v", local, err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); string(b) != "local elsewhere /local\n" {
+		t.Errorf("on port %d locally: %q", local, b)
+	}
+}
