@@ -25,14 +25,20 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"b\"\r\nhello\r\n0\r\nT: x\r\n\r\nGET / HTTP/1.0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		kind := Detect(data)
 		src := bytes.NewReader(data)
 		br := bufio.NewReader(src)
 		consumed := func() int { return len(data) - src.Len() - br.Buffered() }
-		for range 8 {
+		for i := range 8 {
 			req, err := ReadRequest(br, fuzzLimits)
 			if err != nil {
 				checkRefusal(t, err, 400, 431, 501, 505)
 				return
+			}
+			// Detection must not let a request the parser takes pass
+			// through unfiltered (leading empty lines aside).
+			if i == 0 && kind != HTTP1 && len(data) > 0 && data[0] != '\r' && data[0] != '\n' {
+				t.Fatalf("Detect says %v for an accepted request %q", kind, req.Raw)
 			}
 			checkRequest(t, req)
 			if !bytes.HasSuffix(data[:consumed()], req.Raw) {
