@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,9 @@ type Pause struct {
 	}
 	guardian *leaseGuardian
 	progress func(string)
+
+	endOnce sync.Once
+	endErr  error
 }
 
 // PrepareTarget is the pause's first step, before the agent starts: it
@@ -136,6 +140,11 @@ func (p *Pause) End(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
+	p.endOnce.Do(func() { p.endErr = p.end(ctx) })
+	return p.endErr
+}
+
+func (p *Pause) end(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var errs []error

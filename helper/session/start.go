@@ -226,6 +226,11 @@ func startCluster(ctx, life context.Context, opts StartOptions) (_ *Reconnecting
 	}
 	r := NewReconnecting(client, dial, ResumeGrace, opts.Log.With("part", "transport"))
 	r.OnState = func(state string, err error) {
+		if state == "ended" && pause != nil {
+			// The agent is gone for good: give the workload back now, not
+			// when the local process ends.
+			go pause.End(context.WithoutCancel(life))
+		}
 		if opts.OnState == nil {
 			return
 		}
