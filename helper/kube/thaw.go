@@ -51,6 +51,18 @@ func (c *Client) thaw(ctx context.Context, r ObjectRef, l *Lease) error {
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
+		// A pod that can't start (its image) fails the thaw at once.
+		if pods, err := c.jobPods(wctx, created); err == nil {
+			for i := range pods {
+				for _, st := range pods[i].Status.ContainerStatuses {
+					if st.State.Waiting != nil {
+						if err := waitingError(st.State.Waiting, pods[i].Spec.NodeName, ctr.Image); err != nil {
+							return fmt.Errorf("the thaw job %s/%s: %w", created.Namespace, created.Name, err)
+						}
+					}
+				}
+			}
+		}
 		j, err := c.Clientset.BatchV1().Jobs(created.Namespace).Get(wctx, created.Name, metav1.GetOptions{})
 		if err == nil {
 			for _, cond := range j.Status.Conditions {
