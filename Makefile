@@ -28,7 +28,9 @@ AGENT_IMAGE := doppel-agent:$(VERSION)
 APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox queue
 # Debian packages the tests and the demo need besides the cluster's own.
 TEST_PACKAGES := postgresql-15 dash iptables nftables iproute2 curl util-linux \
-                 openjdk-17-jre-headless libgoogle-gson-java junit5
+                 openjdk-17-jre-headless libgoogle-gson-java junit5 \
+                 chromium libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev pkg-config ripgrep \
+                 build-essential python3
 
 .PHONY: build doppel agent shim image images cluster cluster-down demo test test-unit \
         test-fuzz test-integration test-e2e test-jetbrains test-cluster-lifecycle lint schema deps clean
@@ -101,7 +103,7 @@ test-integration:
 # the privileged integration suites, then the real cluster, the end-to-end
 # suites, and the cluster lifecycle suite last (it tears the cluster down
 # and brings it back).
-test: lint test-unit test-fuzz test-integration cluster images image test-e2e test-jetbrains test-cluster-lifecycle
+test: lint test-unit test-fuzz test-integration cluster images image test-e2e test-jetbrains test-vscode test-cluster-lifecycle
 
 test-e2e:
 	DOPPEL_AGENT_IMAGE=$(AGENT_IMAGE) $(GO) test -count=1 -p 1 -tags e2e -timeout 30m ./test/e2e/
@@ -125,3 +127,5 @@ schema:
 
 clean:
 	rm -rf $(BIN)
+
+include extensions/vscode/Makefile.inc

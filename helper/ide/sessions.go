@@ -326,6 +326,15 @@ func (s *Server) launchPreloaded(sess *ideSession, p ResolveLaunchParams, target
 	if own, ok := p.Launch["env"].(map[string]any); ok {
 		prior, _ = own["LD_PRELOAD"].(string)
 	}
+	// A launch resolved before (a restarted debug session) has the shim
+	// already: keep it once.
+	var others []string
+	for _, lib := range strings.Split(prior, ":") {
+		if lib != "" && lib != shim {
+			others = append(others, lib)
+		}
+	}
+	prior = strings.Join(others, ":")
 	return withEnv(p.Launch, targetEnv, envMap(sess.preload.Env(shim, prior))), nil
 }
 
