@@ -112,7 +112,7 @@ test-e2e:
 # Kotlin compiler and tested against the real helper, a real session in
 # the local cluster included (the IntelliJ glue needs the JetBrains
 # repositories: extensions/jetbrains/README.md).
-test-jetbrains: deps doppel
+test-jetbrains: deps doppel shim
 	DOPPEL_BIN=$(CURDIR)/$(BIN)/doppel DOPPEL_JB_SESSION=1 DOPPEL_AGENT_IMAGE=$(AGENT_IMAGE) extensions/jetbrains/build.sh
 
 test-cluster-lifecycle:
