@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/doppel-dev/doppel/test/e2e/framework"
 )
@@ -96,3 +98,57 @@ func TestPauseScaleDownKilled(t *testing.T) {
 		})
 	}
 }
+
+// A StatefulSet is scaled down and given back the same way.
+func TestPauseScaleDownStatefulSet(t *testing.T) {
+	q := newQueueEnv(t, "pause-sts")
+	ctx := framework.Context(t, 3*time.Minute)
+	// The same consumer as a StatefulSet, the Deployment's out of the way.
+	dep, err := cluster.Client.AppsV1().Deployments(q.ns).Get(ctx, "queue", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "queue-sts"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    ptr(int32(1)),
+			ServiceName: "queue-sts",
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": "queue-sts"}},
+			Template:    dep.Spec.Template,
+		},
+	}
+	sts.Spec.Template.Labels = map[string]string{"app": "queue-sts"}
+	if _, err := cluster.Client.AppsV1().StatefulSets(q.ns).Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	zero := []byte(`{"spec":{"replicas":0}}`)
+	if _, err := cluster.Client.AppsV1().Deployments(q.ns).Patch(ctx, "queue", types.MergePatchType, zero, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	readyPodOf(t, ctx, q.ns, "app=queue-sts")
+	q.expectConsumer(t, "cluster", time.Minute)
+	stsReplicas := func() int32 {
+		s, err := cluster.Client.AppsV1().StatefulSets(q.ns).Get(ctx, "queue-sts", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *s.Spec.Replicas
+	}
+
+	p := q.startLocalConsumer(t, "statefulset/queue-sts", scaleDown, "local")
+	if n := stsReplicas(); n != 0 {
+		t.Errorf("queue-sts has %d replicas during the session", n)
+	}
+	q.onlyLocal(t, "local")
+	stop(t, p)
+	framework.Eventually(t, time.Minute, func() error {
+		if n := stsReplicas(); n != 1 {
+			return fmt.Errorf("queue-sts has %d replicas", n)
+		}
+		return nil
+	})
+	took := q.expectConsumer(t, "cluster", time.Minute)
+	t.Logf("the StatefulSet's consumer took a row %s after its replicas came back", took.Round(time.Millisecond))
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -46,10 +46,25 @@ func freezerState(t *testing.T, containerID string) string {
 }
 
 // TestPauseStaleLease: a freeze whose session, agent and guardians are all
-// gone (a node reboot of the laptop, say) is found by `doppel cleanup`
-// through its expired lease, and thawed.
+// gone (a crashed laptop and a restarted agent node, say) is found through
+// its expired lease by `doppel cleanup` and by any later doppel run in the
+// namespace, and thawed.
 func TestPauseStaleLease(t *testing.T) {
 	q := newQueueEnv(t, "pause-stale")
+	for _, finder := range []struct {
+		name string
+		args []string
+	}{
+		{"doppel cleanup", []string{"cleanup", "-n", q.ns}},
+		{"a later doppel run", []string{"exec", "--", "true"}},
+	} {
+		t.Run(finder.name, func(t *testing.T) { staleFreeze(t, q, finder.args) })
+	}
+}
+
+// staleFreeze freezes the queue's container as a crashed session leaves
+// it, then runs doppel with args, which must thaw it.
+func staleFreeze(t *testing.T, q *queueEnv, args []string) {
 	ctx := framework.Context(t, 3*time.Minute)
 	podName := readyPodOf(t, ctx, q.ns, "app=queue")
 	pod, err := cluster.Client.CoreV1().Pods(q.ns).Get(ctx, podName, metav1.GetOptions{})
@@ -71,11 +86,11 @@ func TestPauseStaleLease(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := startDoppel(t, configDir(t, execConfig(t, q.ns, "deployment/queue")), nil, "cleanup", "-n", q.ns)
+	p := startDoppel(t, configDir(t, execConfig(t, q.ns, "deployment/queue")), nil, args...)
 	if err := p.wait(t, 2*time.Minute); err != nil {
-		t.Fatalf("doppel cleanup: %v\n%s%s", err, p.stdout.String(), p.stderr.String())
+		t.Fatalf("doppel %v: %v\n%s%s", args, err, p.stdout.String(), p.stderr.String())
 	}
-	t.Logf("doppel cleanup:\n%s%s", p.stdout.String(), p.stderr.String())
+	t.Logf("doppel %v:\n%s%s", args, p.stdout.String(), p.stderr.String())
 	framework.Eventually(t, time.Minute, func() error {
 		b, _ := os.ReadFile(state)
 		if s := strings.TrimSpace(string(b)); s != "THAWED" {
