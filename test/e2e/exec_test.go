@@ -25,19 +25,25 @@ import (
 // (from a Secret), files (a ConfigMap volume, the service-account token, its
 // hostname), DNS (Service short names) and network (ClusterIP, pod IP, UDP).
 
-var buildDoppel = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "doppel-e2e-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "doppel")
-	cmd := exec.Command("go", "build", "-o", bin, "./helper")
-	cmd.Dir = framework.RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build doppel: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+// buildOnce returns a function that builds the main package pkg of this
+// repository into a temporary directory as name, once per test binary.
+func buildOnce(name, pkg string) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "doppel-e2e-"+name)
+		if err != nil {
+			return "", err
+		}
+		bin := filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Dir = framework.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+		}
+		return bin, nil
+	})
+}
+
+var buildDoppel = buildOnce("doppel", "./helper")
 
 // doppelProc is a `doppel` process started by a test.
 type doppelProc struct {
@@ -244,11 +250,9 @@ func TestExecThroughAPod(t *testing.T) {
 func TestExecStagingBackendLocally(t *testing.T) {
 	deployStaging(t)
 	id := fmt.Sprintf("local-%d", time.Now().UnixNano())
-	backend := filepath.Join(t.TempDir(), "backend")
-	build := exec.Command("go", "build", "-o", backend, "./test/apps/staging/backend")
-	build.Dir = framework.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the backend: %v\n%s", err, out)
+	backend, err := buildBackend()
+	if err != nil {
+		t.Fatal(err)
 	}
 	// The local backend listens on 8080 (rebound if taken locally); the
 	// script talks to it by the port it reports.

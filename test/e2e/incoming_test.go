@@ -4,11 +4,7 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,19 +19,7 @@ import (
 
 const clusterGreeting = "This is a silly demo"
 
-var buildBackend = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "doppel-e2e-backend")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "backend")
-	cmd := exec.Command("go", "build", "-o", bin, "./test/apps/staging/backend")
-	cmd.Dir = framework.RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the backend: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var buildBackend = buildOnce("backend", "./test/apps/staging/backend")
 
 // localBackend runs the staging backend locally under doppel with the
 // incoming config given, answering greeting, and waits until its port is

@@ -7,10 +7,8 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,19 +89,7 @@ type queueEnv struct {
 	db *sql.DB
 }
 
-var buildQueue = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "doppel-e2e-queue")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "queue")
-	cmd := exec.Command("go", "build", "-o", bin, "./test/apps/queue")
-	cmd.Dir = framework.RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build queue: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var buildQueue = buildOnce("queue", "./test/apps/queue")
 
 func newQueueEnv(t *testing.T, prefix string) *queueEnv {
 	t.Helper()
