@@ -54,6 +54,14 @@ func (c *Client) thaw(ctx context.Context, r ObjectRef, l *Lease) error {
 		// A pod that can't start (its image) fails the thaw at once.
 		if pods, err := c.jobPods(wctx, created); err == nil {
 			for i := range pods {
+				// The pod's own end is the fact; the Job's condition
+				// follows it, late when the controller is busy.
+				switch pods[i].Status.Phase {
+				case corev1.PodSucceeded:
+					return nil
+				case corev1.PodFailed:
+					return fmt.Errorf("the thaw job %s/%s failed%s", created.Namespace, created.Name, terminated(&pods[i]))
+				}
 				for _, st := range pods[i].Status.ContainerStatuses {
 					if st.State.Waiting != nil {
 						if err := waitingError(st.State.Waiting, pods[i].Spec.NodeName, ctr.Image); err != nil {
