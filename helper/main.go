@@ -18,7 +18,7 @@ func main() {
 	launcher.Main()
 	// The pause's lease guardian is this binary too (docs/pause.md).
 	session.MaybeRunLeaseGuardian()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	cmd := cli.NewCommand(cli.Deps{Logger: logger, Streams: cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}})
 	if err := cmd.Execute(); err != nil {
 		var exit cli.ExitError
@@ -28,4 +28,17 @@ func main() {
 		fmt.Fprintf(os.Stderr, "doppel: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// logLevel is DOPPEL_LOG (debug, info, warn or error), warn when unset or
+// not a level.
+func logLevel() slog.Level {
+	level := slog.LevelWarn
+	if v := os.Getenv("DOPPEL_LOG"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			fmt.Fprintf(os.Stderr, "doppel: DOPPEL_LOG=%q is not a level (debug, info, warn, error); using warn\n", v)
+			level = slog.LevelWarn
+		}
+	}
+	return level
 }

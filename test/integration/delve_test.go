@@ -138,7 +138,14 @@ func (s *suite) debugSession(t *testing.T, dir string, port int, dlv, mode strin
 		"--agent-address", s.agentProc.Addr, "--agent-token", s.agentProc.Token, "--",
 		dlv, mode}
 	dargs = append(dargs, args...)
-	dargs = append(dargs, "--headless", "--api-version=2", "--accept-multiclient", "--listen=127.0.0.1:0",
+	// dlv's API port is chosen here too: with --listen=127.0.0.1:0 the
+	// kernel once gave dlv the port just freed for the debuggee, and the
+	// test then talked HTTP to dlv.
+	dlvPort := freePort(t)
+	for dlvPort == port {
+		dlvPort = freePort(t)
+	}
+	dargs = append(dargs, "--headless", "--api-version=2", "--accept-multiclient", "--listen=127.0.0.1:"+strconv.Itoa(dlvPort),
 		"--", "-port", strconv.Itoa(port), "-target", target)
 	cmd := exec.Command(s.doppel, dargs...)
 	cmd.Dir = dir
@@ -325,7 +332,6 @@ func (s *suite) debugSession(t *testing.T, dir string, port int, dlv, mode strin
 	}
 
 	// The server's port is reported, dlv's own is not.
-	_, dlvPort, _ := net.SplitHostPort(addr)
 	var listens []listenRecord
 	b, err := os.ReadFile(report)
 	if err != nil {
@@ -350,8 +356,8 @@ func (s *suite) debugSession(t *testing.T, dir string, port int, dlv, mode strin
 				t.Errorf("the listen on %d is reported for pid %d, the debuggee is %d", port, r.PID, debuggee)
 			}
 		}
-		if strings.HasSuffix(r.Requested, ":"+dlvPort) || strings.HasSuffix(r.Actual, ":"+dlvPort) {
-			t.Errorf("dlv's API port %s is reported as the command's: %+v", dlvPort, r)
+		if dp := ":" + strconv.Itoa(dlvPort); strings.HasSuffix(r.Requested, dp) || strings.HasSuffix(r.Actual, dp) {
+			t.Errorf("dlv's API port %d is reported as the command's: %+v", dlvPort, r)
 		}
 	}
 	if !found {
