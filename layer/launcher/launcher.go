@@ -9,7 +9,9 @@
 //
 // The parent side, Start, makes the helper a child subreaper so that it
 // outlives the whole process tree: once nobody answers the listener, every
-// trapped call of the tree would fail with ENOSYS.
+// trapped call of the tree would fail with ENOSYS. A helper killed with
+// SIGKILL can't: Pdeathsig ends the command, and the tree guard (a second
+// hidden mode, guard_linux.go) the processes it started.
 package launcher
 
 import (

@@ -26,10 +26,13 @@ var handoff struct {
 	oob  [24]byte // CMSG_SPACE(sizeof(int))
 }
 
-// Main runs the hidden launcher and never returns if the process was started
-// as one by Start; otherwise it returns at once. Call it first in main()
+// Main runs the hidden launcher (or the tree guard) and never returns if the
+// process was started as one by Start; otherwise it returns at once. Call it first in main()
 // (and in TestMain of tests that use Start).
 func Main() {
+	if os.Getenv(envGuard) != "" {
+		runGuard()
+	}
 	raw, ok := os.LookupEnv(envSpec)
 	if !ok {
 		return

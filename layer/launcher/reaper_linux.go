@@ -23,8 +23,10 @@ import (
 type reaper struct {
 	mu         sync.Mutex
 	trees      map[int]*Tree // by command pid
+	ending     map[*Tree]bool // exited commands whose trees endTree is ending
 	ownFilters int
 	wake       chan struct{}
+	guard      *guard // nil when it could not be started
 }
 
 var (
@@ -39,8 +41,9 @@ func theReaper() (*reaper, error) {
 			reaperErr = os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
 			return
 		}
-		r := &reaper{trees: map[int]*Tree{}, wake: make(chan struct{}, 1)}
+		r := &reaper{trees: map[int]*Tree{}, ending: map[*Tree]bool{}, wake: make(chan struct{}, 1)}
 		r.ownFilters = seccompFilters(os.Getpid())
+		r.guard, _ = startGuard()
 		reaperInst = r
 		go r.run()
 	})
@@ -157,6 +160,7 @@ func (r *reaper) scan() {
 			if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
 				t.status = ws
 				delete(r.trees, pid)
+				r.ending[t] = true
 				close(t.exited)
 			}
 			continue
@@ -165,6 +169,20 @@ func (r *reaper) scan() {
 			unix.Wait4(pid, nil, unix.WNOHANG, nil)
 		}
 	}
+	r.updateGuard()
+}
+
+// updateGuard sends the guard the members of every tree still running or
+// being ended. Call it with r.mu held.
+func (r *reaper) updateGuard() {
+	trees := make([]*Tree, 0, len(r.trees)+len(r.ending))
+	for _, t := range r.trees {
+		trees = append(trees, t)
+	}
+	for t := range r.ending {
+		trees = append(trees, t)
+	}
+	r.guard.update(trees)
 }
 
 func (r *reaper) inTree(pid int, info procInfo) bool {
@@ -243,10 +261,18 @@ func (r *reaper) endTree(t *Tree, grace time.Duration) {
 				unix.Kill(pid, unix.SIGKILL)
 			}
 		}
-		r.mu.Unlock()
 		if alive == 0 {
+			delete(r.ending, t)
+			r.updateGuard()
+			r.mu.Unlock()
 			return
 		}
+		r.updateGuard()
+		r.mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
+	r.mu.Lock()
+	delete(r.ending, t)
+	r.updateGuard()
+	r.mu.Unlock()
 }

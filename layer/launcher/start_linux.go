@@ -25,6 +25,7 @@ type Tree struct {
 	exited   chan struct{} // closed when the reaper has reaped Pid
 	status   unix.WaitStatus
 	members  map[int]uint64 // descendants seen: pid -> start time
+	start    uint64         // the command's start time, once read
 	stopFwd  func()
 	waitOnce sync.Once
 	code     int

@@ -335,26 +335,33 @@ except Exception as e:
 	}
 }
 
-// A helper killed with SIGKILL takes its command with it: nothing is left
-// running with a dead supervisor (every trapped call would fail).
+// A helper killed with SIGKILL takes its command with it, and the tree
+// guard the rest of the tree (here a grandchild in a subshell): nothing is
+// left running with a dead supervisor (every trapped call would fail).
 func TestHelperKilledEndsTheCommand(t *testing.T) {
 	s := need(t)
 	dir := t.TempDir()
-	var pid int
+	var pid, grandchild int
 	res := s.doppelExec(t, run{
 		Dir:     dir,
-		Cmd:     []string{"sh", "-c", "echo $$ > cmd.pid; exec sleep 300"},
+		Cmd:     []string{"sh", "-c", "(sleep 300 & echo $! > gc.pid; wait) & echo $$ > cmd.pid; wait"},
 		Timeout: 30 * time.Second,
 		Start: func(cmd *exec.Cmd) {
 			pid = waitPidFile(t, filepath.Join(dir, "cmd.pid"), 10*time.Second)
+			grandchild = waitPidFile(t, filepath.Join(dir, "gc.pid"), 10*time.Second)
+			// The helper tells its guard the tree's members after each
+			// scan of /proc, at least every second (docs/troubleshooting.md).
+			time.Sleep(1500 * time.Millisecond)
 			cmd.Process.Kill() // by PID: the doppel this test started
 		},
 	})
 	if res.Code != 128+int(syscall.SIGKILL) {
 		t.Errorf("doppel exited %d, want %d (SIGKILL)", res.Code, 128+int(syscall.SIGKILL))
 	}
-	if !waitGone(pid, 5*time.Second) {
-		t.Errorf("the command %d still runs after its helper was killed", pid)
-		syscall.Kill(pid, syscall.SIGKILL) // by PID: started by this test
+	for _, p := range []int{pid, grandchild} {
+		if !waitGone(p, 5*time.Second) {
+			t.Errorf("%d (%s) still runs after its helper was killed", p, procComm(p))
+			syscall.Kill(p, syscall.SIGKILL) // by PID: started by this test
+		}
 	}
 }
