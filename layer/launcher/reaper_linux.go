@@ -22,7 +22,7 @@ import (
 // only a launched tree's processes do.
 type reaper struct {
 	mu         sync.Mutex
-	trees      map[int]*Tree // by command pid
+	trees      map[int]*Tree  // by command pid
 	ending     map[*Tree]bool // exited commands whose trees endTree is ending
 	ownFilters int
 	wake       chan struct{}
