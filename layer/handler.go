@@ -143,8 +143,9 @@ type Handler interface {
 	Connect(ctx context.Context, r ConnectRequest) ConnectVerdict
 	// Listening reports a socket that started listening: TCP listen(2), or
 	// UDP bind(2). Requested is the address the process asked for (and will
-	// keep seeing through getsockname); actual is where it listens, which
-	// differs when the requested port was taken locally.
+	// keep seeing through getsockname), with port 0 where the kernel chose
+	// the port; actual is where it listens, which differs when the
+	// requested port was taken locally.
 	Listening(p Process, proto Proto, requested, actual netip.AddrPort)
 	// Open is asked for open/openat/openat2. Path is absolute, made so
 	// against the process's cwd or dirfd and cleaned lexically.

@@ -69,3 +69,30 @@ func dialListening(t *testing.T, h *testHandler) string {
 	}
 	return "no Listening call"
 }
+
+// TestListenAnyPort: a listener on port 0 is reported with requested port 0
+// (the kernel chose; nothing in the pod could know the port, so the session
+// subscribes nothing for it) and the port it got as actual.
+func TestListenAnyPort(t *testing.T) {
+	requireRoot(t)
+	for _, p := range programs {
+		t.Run(p.name, func(t *testing.T) {
+			h := newHandler()
+			accepted := make(chan string, 1)
+			r := run(t, h, runOpts{started: func(tree *launcher.Tree) {
+				go func() { accepted <- dialListening(t, h) }()
+			}}, p.argv(t, "listen", "127.0.0.1:0")...)
+			if r.code != 0 {
+				t.Fatalf("exit %d", r.code)
+			}
+			if got := <-accepted; got != "hello from probe\n" {
+				t.Errorf("the program's listener answered %q", got)
+			}
+			ls := h.listens()
+			if len(ls) != 1 || ls[0].proto != layer.TCP || ls[0].requested != netip.MustParseAddrPort("127.0.0.1:0") || ls[0].actual.Port() == 0 {
+				t.Fatalf("Listening calls %+v, want one TCP with requested 127.0.0.1:0 and the kernel's port as actual", ls)
+			}
+			wantContains(t, "output", r.stdout, "addr="+ls[0].actual.String())
+		})
+	}
+}

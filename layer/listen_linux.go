@@ -28,6 +28,9 @@ func (s *Supervisor) bind(c *call) {
 	if lp, ok := s.h.(ListenPorts); ok && requested.Port() != 0 {
 		local = lp.LocalListenPort(c.id, requested.Port())
 	}
+	if requested.Port() == 0 {
+		s.anyPort.put(sock.inode(), struct{}{})
+	}
 	var err error
 	rebound := false
 	switch {
@@ -52,7 +55,7 @@ func (s *Supervisor) bind(c *call) {
 	}
 	if sock.typ == unix.SOCK_DGRAM {
 		actual := sock.localAddr()
-		s.h.Listening(c.id, UDP, netip.AddrPortFrom(actual.Addr(), requestedPort(requested, actual)), actual)
+		s.h.Listening(c.id, UDP, netip.AddrPortFrom(actual.Addr(), requested.Port()), actual)
 	}
 	if rebound {
 		s.log.Debug("port taken locally: rebound", "requested", requested, "pid", c.id.PID)
@@ -60,18 +63,10 @@ func (s *Supervisor) bind(c *call) {
 	c.ret(0)
 }
 
-// requestedPort is the port the process asked for, or the kernel's choice
-// when it asked for any.
-func requestedPort(requested, actual netip.AddrPort) uint16 {
-	if requested.Port() != 0 {
-		return requested.Port()
-	}
-	return actual.Port()
-}
-
 // listen: listen(fd, backlog) on a TCP socket, carried out by the supervisor
 // so that the listening address (auto-bound ports too) reaches the Handler
-// before the process can accept.
+// before the process can accept. A port the kernel chose is reported as
+// requested port 0: nobody in the pod could know it.
 func (s *Supervisor) listen(c *call) {
 	sock, ok := c.openSocket(c.arg(0))
 	if !ok {
@@ -83,6 +78,8 @@ func (s *Supervisor) listen(c *call) {
 		c.cont()
 		return
 	}
+	// listen(2) on an unbound socket binds a port of the kernel's choice.
+	autoBound := sock.localAddr().Port() == 0
 	if err := unix.Listen(sock.fd, int(int32(c.arg(1)))); err != nil {
 		c.failWith(err)
 		return
@@ -91,6 +88,8 @@ func (s *Supervisor) listen(c *call) {
 	requested := actual
 	if port, ok := s.bound.get(sock.inode()); ok {
 		requested = netip.AddrPortFrom(actual.Addr(), port)
+	} else if _, any := s.anyPort.get(sock.inode()); any || autoBound {
+		requested = netip.AddrPortFrom(actual.Addr(), 0)
 	}
 	s.h.Listening(c.id, TCP, requested, actual)
 	c.ret(0)

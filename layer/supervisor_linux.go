@@ -32,8 +32,9 @@ type Supervisor struct {
 	listeners map[*seccomp.Listener]bool
 	closed    bool
 
-	peers *socketTable[[]byte] // redirected socket -> sockaddr the process connected to
-	bound *socketTable[uint16] // rebound socket -> port the process asked for
+	peers   *socketTable[[]byte]   // redirected socket -> sockaddr the process connected to
+	bound   *socketTable[uint16]   // rebound socket -> port the process asked for
+	anyPort *socketTable[struct{}] // sockets bound to port 0: the kernel chose
 
 	notifications, continued, answered atomic.Uint64
 }
@@ -53,6 +54,7 @@ func NewSupervisor(h Handler, opts Options) *Supervisor {
 		listeners: map[*seccomp.Listener]bool{},
 		peers:     newSocketTable[[]byte](1 << 16),
 		bound:     newSocketTable[uint16](1 << 12),
+		anyPort:   newSocketTable[struct{}](1 << 12),
 	}
 	go s.procs.sweepEvery(2*time.Second, ctx.Done())
 	return s

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/doppel-dev/doppel/helper/session"
 )
 
 // debugTypes are the launch types resolveLaunch intercepts: go through
@@ -108,15 +107,6 @@ func debuggerPorts(launch map[string]any) []uint16 {
 		}
 	}
 	return ports
-}
-
-// ephemeralDebugPort reports whether a listener looks like a debugger's
-// own: on loopback, on a port from the kernel's ephemeral range (node's
-// inspector and the like, opened on port 0). Nothing in the pod can reach
-// a loopback listener of the target either, so subscribing it would be
-// useless anyway.
-func ephemeralDebugPort(lp session.ListenPort) bool {
-	return lp.Requested.Addr().IsLoopback() && lp.Requested.Port() >= 32768
 }
 
 // withEnv returns launch with env set to the target's variables under the

@@ -65,7 +65,7 @@ func (s *ideSession) skipListen(lp session.ListenPort) bool {
 	s.mu.Lock()
 	ignored := slices.Contains(s.ignore, lp.Requested.Port())
 	s.mu.Unlock()
-	if ignored || ephemeralDebugPort(lp) {
+	if ignored {
 		s.log.Info("debugger port not subscribed", "port", lp.Requested.Port(), "pid", lp.PID)
 		return true
 	}

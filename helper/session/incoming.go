@@ -89,6 +89,11 @@ func (in *incoming) listening(lp ListenPort) {
 	if lp.Proto != "tcp" {
 		return
 	}
+	// A port the kernel chose (a debugger's inspector, a test server on
+	// port 0): nothing in the cluster would know it.
+	if lp.Requested.Port() == 0 {
+		return
+	}
 	if in.cfg.IgnoreLocalhost && lp.Requested.Addr().IsLoopback() {
 		return
 	}
