@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // Incoming traffic (SPEC.md §8): the helper subscribes the target's ports
@@ -410,15 +412,11 @@ func pipeIncoming(st *yamux.Stream, local net.Conn, mirror bool) {
 			io.Copy(io.Discard, local)
 			return
 		}
-		io.Copy(st, local)
+		netpipe.Copy(st, local)
 		st.Close()
 	}()
-	io.Copy(local, st)
-	if cw, ok := local.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	} else {
-		local.Close()
-	}
+	netpipe.Copy(local, st)
+	netpipe.CloseWrite(local)
 	if mirror {
 		// Nobody waits for a mirrored answer: don't let a local server
 		// that never closes hold the connection.

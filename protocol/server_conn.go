@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // Per-request and per-stream limits of the agent.
@@ -510,37 +512,7 @@ func (ds *dataStream) writeOpenError(err error) {
 // connection, passing half-closes on: EOF from the helper becomes
 // shutdown(SHUT_WR) on the pod socket and the pod's EOF becomes the
 // stream's FIN.
-func pipeStream(st *yamux.Stream, conn net.Conn) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := copyLarge(conn, st)
-		if cw, ok := conn.(interface{ CloseWrite() error }); ok && err == nil {
-			cw.CloseWrite()
-		} else {
-			conn.Close()
-		}
-	}()
-	copyLarge(st, conn)
-	st.Close()
-	<-done
-}
-
-// copyBufferSize is the chunk pipeStream moves at once: larger than
-// io.Copy's 32 KiB, so that a bulk transfer makes fewer, larger yamux
-// frames and syscalls on every hop of the port-forward.
-const copyBufferSize = 256 << 10
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
-
-// copyLarge is io.Copy with a pooled copyBufferSize buffer. The TCP
-// socket's ReadFrom and WriteTo are hidden: with a yamux stream on the
-// other side they could only fall back to io.Copy's 32 KiB buffer.
-func copyLarge(dst io.Writer, src io.Reader) (int64, error) {
-	b := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(b)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *b)
-}
+func pipeStream(st *yamux.Stream, conn net.Conn) { netpipe.Join(st, conn) }
 
 // pipeDatagrams relays datagrams: on the stream each is a 2-byte
 // big-endian length and the payload; on the pod side each is one UDP

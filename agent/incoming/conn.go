@@ -3,7 +3,6 @@ package incoming
 import (
 	"bufio"
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"github.com/doppel-dev/doppel/agent/incoming/h2"
 	"github.com/doppel-dev/doppel/agent/incoming/http1"
 	"github.com/doppel-dev/doppel/agent/incoming/httpfilter"
+	"github.com/doppel-dev/doppel/internal/netpipe"
 	"github.com/doppel-dev/doppel/protocol"
 )
 
@@ -118,7 +118,7 @@ func (r *router) serve(ctx context.Context, client net.Conn, dst netip.AddrPort)
 			r.passthrough(ctx, in, dst)
 			return
 		}
-		pipe(in, up)
+		netpipe.Join(in, up)
 	case len(rt.filtered) > 0:
 		r.serveFiltered(ctx, in, dst, rt, hdr)
 	default:
@@ -135,7 +135,7 @@ func (r *router) passthrough(ctx context.Context, client net.Conn, dst netip.Add
 		r.log.Info("the original server can't be reached", "dst", dst, "err", err)
 		return
 	}
-	pipe(client, up)
+	netpipe.Join(client, up)
 }
 
 // serveFiltered detects HTTP and routes each request by the filters.
@@ -229,25 +229,4 @@ func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 // CloseWrite passes half-closes through (tee and TCP conns have it).
 func (c *peekedConn) CloseWrite() error { return closeWrite(c.Conn) }
 
-func closeWrite(c net.Conn) error {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Close()
-}
-
-// pipe copies both ways until both directions ended, propagating
-// half-closes, then closes both.
-func pipe(a, b net.Conn) {
-	done := make(chan struct{})
-	go func() {
-		io.Copy(b, a)
-		closeWrite(b)
-		close(done)
-	}()
-	io.Copy(a, b)
-	closeWrite(a)
-	<-done
-	a.Close()
-	b.Close()
-}
+func closeWrite(c net.Conn) error { return netpipe.CloseWrite(c) }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
 )
 
 // debugTypes are the launch types resolveLaunch intercepts: go through

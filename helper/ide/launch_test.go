@@ -3,7 +3,6 @@ package ide
 import (
 	"slices"
 	"testing"
-
 )
 
 func TestDebuggerPorts(t *testing.T) {

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // tunnel is the loopback listener redirected TCP sockets are connected to.
@@ -148,7 +149,7 @@ func (t *tunnel) serve(local net.Conn) {
 		local.Close()
 		return
 	}
-	splice(local, remote)
+	netpipe.Join(local, remote)
 }
 
 func (t *tunnel) Close() error {
@@ -163,35 +164,6 @@ func (t *tunnel) Close() error {
 		t.ln6.Close()
 	}
 	return t.ln.Close()
-}
-
-// copyBuffers hold the chunks splice moves at once: larger than io.Copy's
-// 32 KiB, for fewer syscalls and larger frames towards the agent.
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
-// splice copies both ways, propagating half-closes, and closes both ends
-// when both directions are done.
-func splice(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	cp := func(dst, src net.Conn) {
-		defer wg.Done()
-		b := copyBuffers.Get().(*[]byte)
-		// The TCP side's ReadFrom and WriteTo are hidden: with an agent
-		// stream on the other side they would copy 32 KiB at a time.
-		io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *b)
-		copyBuffers.Put(b)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	wg.Wait()
-	a.Close()
-	b.Close()
 }
 
 func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {
