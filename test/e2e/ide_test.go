@@ -19,6 +19,7 @@ import (
 
 	"github.com/doppel-dev/doppel/helper/ide"
 	"github.com/doppel-dev/doppel/test/e2e/framework"
+	"github.com/doppel-dev/doppel/test/tools"
 )
 
 // `doppel ide` end to end: the launch configurations it resolves for the
@@ -27,25 +28,13 @@ import (
 // (cgo and static builds), driven through a breakpoint, and a Node server
 // under preload mode.
 
-// The Delve release the suites install (as test/integration does, into
-// the same cache).
-const ideDelveVersion = "v1.27.2"
-
+// installDelve returns dlv at tools.DelveVersion; not being able to install
+// it fails the test.
 func installDelve(t *testing.T) string {
 	t.Helper()
-	home, err := os.UserHomeDir()
+	bin, err := tools.Delve()
 	if err != nil {
 		t.Fatal(err)
-	}
-	dir := filepath.Join(home, ".cache", "doppel", "tools")
-	bin := filepath.Join(dir, "dlv")
-	if out, err := exec.Command(bin, "version").Output(); err == nil && strings.Contains(string(out), strings.TrimPrefix(ideDelveVersion, "v")) {
-		return bin
-	}
-	cmd := exec.Command("go", "install", "github.com/go-delve/delve/cmd/dlv@"+ideDelveVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("installing delve %s: %v\n%s", ideDelveVersion, err, out)
 	}
 	return bin
 }

@@ -23,10 +23,8 @@ import (
 	"time"
 
 	"github.com/doppel-dev/doppel/test/integration/podns"
+	"github.com/doppel-dev/doppel/test/tools"
 )
-
-// The Delve release the suite installs (into ~/.cache/doppel/tools).
-const delveVersion = "v1.27.2"
 
 const dlvServerPkg = podns.Module + "/test/apps/dlvserver"
 
@@ -67,19 +65,9 @@ func TestDelve(t *testing.T) {
 // it is missing. Not being able to install it fails the test.
 func installDelve(t *testing.T) string {
 	t.Helper()
-	home, err := os.UserHomeDir()
+	bin, err := tools.Delve()
 	if err != nil {
 		t.Fatal(err)
-	}
-	dir := filepath.Join(home, ".cache", "doppel", "tools")
-	bin := filepath.Join(dir, "dlv")
-	if out, err := exec.Command(bin, "version").Output(); err == nil && strings.Contains(string(out), strings.TrimPrefix(delveVersion, "v")) {
-		return bin
-	}
-	cmd := exec.Command("go", "install", "github.com/go-delve/delve/cmd/dlv@"+delveVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("installing delve %s: %v\n%s", delveVersion, err, out)
 	}
 	return bin
 }
