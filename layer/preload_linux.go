@@ -20,8 +20,10 @@ import (
 const EnvSocket = "DOPPEL_LAYER_SOCKET"
 
 // PreloadServer hands the filter to processes that load libdoppel.so
-// (LD_PRELOAD) and gives their listeners to a Supervisor. The shim installs
-// first: a process under an ancestor's listener gets EBUSY and never calls.
+// (LD_PRELOAD) and gives their listeners to a Supervisor; it also runs
+// commands under the launcher for `doppel wrap` (wrap_linux.go). The shim
+// installs first: a process under an ancestor's listener gets EBUSY and
+// never calls.
 type PreloadServer struct {
 	sup  *Supervisor
 	ln   *net.UnixListener
@@ -86,10 +88,17 @@ func (p *PreloadServer) handshake(c *net.UnixConn) error {
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 
-	hello := make([]byte, 64)
-	n, err := c.Read(hello)
+	hello := make([]byte, maxRunRequest)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(hello, oob)
 	if err != nil {
 		return err
+	}
+	if bytes.HasPrefix(hello[:n], []byte(runMagic)) {
+		// The connection lasts as long as the command.
+		stop()
+		c.SetDeadline(time.Time{})
+		return p.run(c, hello[len(runMagic):n], oob[:oobn])
 	}
 	if n != len(preloadMagic)+12 || !bytes.HasPrefix(hello, []byte(preloadMagic)) {
 		return fmt.Errorf("bad hello %q", hello[:n])
@@ -107,8 +116,7 @@ func (p *PreloadServer) handshake(c *net.UnixConn) error {
 		return err
 	}
 	buf := make([]byte, 256)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	n, oobn, _, _, err = c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return err
 	}

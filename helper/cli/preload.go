@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/doppel-dev/doppel/layer"
+	"github.com/doppel-dev/doppel/layer/launcher"
 )
 
 // shimPath finds libdoppel.so: $DOPPEL_SHIM, else next to the doppel binary
@@ -69,6 +70,9 @@ func runPreloaded(deps Deps, sup *layer.Supervisor, path string, args, env []str
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", args[0], err)
 	}
+	// Preloaded, it will carry a filter: not an orphan of a tree `doppel
+	// wrap` may start in this session.
+	launcher.Foreign(cmd.Process.Pid)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)

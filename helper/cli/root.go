@@ -33,5 +33,6 @@ through the pod, reads the pod's files and receives the pod's incoming traffic.`
 	cmd.AddCommand(NewLsCommand(deps))
 	cmd.AddCommand(NewCleanupCommand(deps))
 	cmd.AddCommand(NewIDECommand(deps))
+	cmd.AddCommand(NewWrapCommand(deps))
 	return cmd
 }

@@ -28,3 +28,6 @@ func (t *Tree) Wait() int { return 0 }
 
 // Kill returns 0.
 func (t *Tree) Kill() int { return 0 }
+
+// Foreign does nothing outside Linux.
+func Foreign(pid int) {}

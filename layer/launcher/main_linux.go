@@ -42,7 +42,7 @@ func Main() {
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		abort(fmt.Errorf("launch spec: %w", err))
 	}
-	env := withoutSpec(os.Environ())
+	env := commandEnv(os.Environ())
 	path := spec.Path
 	if !strings.Contains(path, "/") {
 		// exec.LookPath reads this process's PATH: the command's own.
@@ -127,6 +127,39 @@ func withoutSpec(env []string) []string {
 		if !strings.HasPrefix(kv, envSpec+"=") {
 			out = append(out, kv)
 		}
+	}
+	return out
+}
+
+// envSavedPreload holds the command's LD_PRELOAD while the launcher runs:
+// a preloaded libdoppel.so would put the launcher itself under a filter,
+// and its own would then be refused (EBUSY).
+const envSavedPreload = "DOPPEL_LAYER_SAVED_LD_PRELOAD"
+
+// launcherEnv is the command's environment as the launcher gets it.
+func launcherEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range withoutSpec(env) {
+		if v, ok := strings.CutPrefix(kv, "LD_PRELOAD="); ok {
+			kv = envSavedPreload + "=" + v
+		} else if strings.HasPrefix(kv, envSavedPreload+"=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// commandEnv undoes launcherEnv.
+func commandEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range withoutSpec(env) {
+		if v, ok := strings.CutPrefix(kv, envSavedPreload+"="); ok {
+			kv = "LD_PRELOAD=" + v
+		} else if strings.HasPrefix(kv, "LD_PRELOAD=") {
+			continue
+		}
+		out = append(out, kv)
 	}
 	return out
 }

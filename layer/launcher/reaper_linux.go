@@ -24,6 +24,7 @@ type reaper struct {
 	mu         sync.Mutex
 	trees      map[int]*Tree  // by command pid
 	ending     map[*Tree]bool // exited commands whose trees endTree is ending
+	foreign    map[int]uint64 // the helper's own children that carry a filter (Foreign)
 	ownFilters int
 	wake       chan struct{}
 	guard      *guard // nil when it could not be started
@@ -41,7 +42,7 @@ func theReaper() (*reaper, error) {
 			reaperErr = os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
 			return
 		}
-		r := &reaper{trees: map[int]*Tree{}, ending: map[*Tree]bool{}, wake: make(chan struct{}, 1)}
+		r := &reaper{trees: map[int]*Tree{}, ending: map[*Tree]bool{}, foreign: map[int]uint64{}, wake: make(chan struct{}, 1)}
 		r.ownFilters = seccompFilters(os.Getpid())
 		r.guard, _ = startGuard()
 		reaperInst = r
@@ -192,7 +193,34 @@ func (r *reaper) inTree(pid int, info procInfo) bool {
 		}
 	}
 	// Exited trees are gone from r.trees: the filter count tells.
-	return seccompFilters(pid) > r.ownFilters
+	return !r.isForeign(pid, info.start) && seccompFilters(pid) > r.ownFilters
+}
+
+func (r *reaper) isForeign(pid int, start uint64) bool {
+	s, ok := r.foreign[pid]
+	return ok && s == start
+}
+
+// Foreign tells the reaper that pid, a child the helper started and waits
+// for itself (a preloaded command), is in no tree although it may carry a
+// filter. Without it the reaper could take it for an orphan of a tree.
+func Foreign(pid int) {
+	info, ok := readStat(pid)
+	if !ok {
+		return
+	}
+	r, err := theReaper()
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, start := range r.foreign {
+		if i, ok := readStat(p); !ok || i.start != start {
+			delete(r.foreign, p)
+		}
+	}
+	r.foreign[pid] = info.start
 }
 
 // track adds the live descendants of t's command and of its known members to
@@ -236,7 +264,7 @@ func (r *reaper) endTree(t *Tree, grace time.Duration) {
 		t.track(procs, children)
 		if len(r.trees) == 0 {
 			for pid, info := range procs {
-				if _, ok := t.members[pid]; !ok && info.ppid == self && seccompFilters(pid) > r.ownFilters {
+				if _, ok := t.members[pid]; !ok && info.ppid == self && !r.isForeign(pid, info.start) && seccompFilters(pid) > r.ownFilters {
 					t.members[pid] = info.start
 				}
 			}

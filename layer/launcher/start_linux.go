@@ -73,7 +73,7 @@ func Start(ctx context.Context, spec Spec, cmd Command, serve func(listener *os.
 	}
 	attr := &os.ProcAttr{
 		Dir:   cmd.Dir,
-		Env:   append(withoutSpec(cmd.Env), envSpec+"="+string(raw)),
+		Env:   append(launcherEnv(cmd.Env), envSpec+"="+string(raw)),
 		Files: []*os.File{orNull(cmd.Stdin), orNull(cmd.Stdout), orNull(cmd.Stderr), childEnd},
 		// A helper killed with SIGKILL can't end the tree: the kernel kills
 		// the command with it (the flag survives the exec into the command;

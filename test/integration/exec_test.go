@@ -365,3 +365,44 @@ func TestHelperKilledEndsTheCommand(t *testing.T) {
 		}
 	}
 }
+
+// `doppel wrap` stands for its command: a signal sent to the wrapper
+// reaches the command, whose exit code is the wrapper's; a wrapper killed
+// with SIGKILL takes the command with it.
+func TestWrapStandsForItsCommand(t *testing.T) {
+	s := need(t)
+	buildShim(t, s)
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+		want int // doppel exec's exit code: the wrapper's
+	}{
+		{"SIGTERM", syscall.SIGTERM, 128 + int(syscall.SIGTERM)},
+		{"SIGKILL", syscall.SIGKILL, 128 + int(syscall.SIGKILL)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var wrapper, command int
+			res := s.doppelExec(t, run{
+				Dir:  dir,
+				Args: []string{"--preload"},
+				// The shell execs into the wrapper, whose pid it wrote.
+				Cmd:     []string{"sh", "-c", `echo $$ > wrapper.pid; exec "$0" wrap -- sh -c 'echo $$ > command.pid; exec sleep 300'`, s.doppel},
+				Timeout: 30 * time.Second,
+				Start: func(*exec.Cmd) {
+					wrapper = waitPidFile(t, filepath.Join(dir, "wrapper.pid"), 10*time.Second)
+					command = waitPidFile(t, filepath.Join(dir, "command.pid"), 10*time.Second)
+					syscall.Kill(wrapper, tc.sig) // by PID: the wrapper this test started
+				},
+			})
+			if res.Code != tc.want {
+				t.Errorf("doppel exited %d, want %d", res.Code, tc.want)
+				logResult(t, res)
+			}
+			if !waitGone(command, 5*time.Second) {
+				t.Errorf("the wrapped command %d still runs after its wrapper got %s", command, tc.name)
+				syscall.Kill(command, syscall.SIGKILL) // by PID: started by this test
+			}
+		})
+	}
+}

@@ -167,24 +167,40 @@ func copyFiles(t *testing.T, s *suite, files map[string]string) map[string]strin
 
 // TestProbes runs every runtime's probe under doppel exec and checks each
 // result: the runtime × check table of the suite.
-func TestProbes(t *testing.T) { probeSuite(t, need(t), nil, nil) }
+func TestProbes(t *testing.T) { probeSuite(t, need(t), nil, nil, nil) }
 
 // TestProbesPreload runs the probes of the dynamically linked runtimes with
 // libdoppel.so preloaded instead of the launcher, the way IDE launches are
 // intercepted (statically linked Go ignores LD_PRELOAD).
 func TestProbesPreload(t *testing.T) {
 	s := need(t)
+	buildShim(t, s)
+	probeSuite(t, s, []string{"--preload"}, func(rt runtime) bool { return rt.name != "go-static" }, nil)
+}
+
+// TestProbesWrap: in a preloaded launch (an IDE's), `doppel wrap -- CMD`
+// runs CMD under the session's launcher, so statically linked Go is
+// intercepted too; java once more, as a dynamically linked program run
+// that way.
+func TestProbesWrap(t *testing.T) {
+	s := need(t)
+	buildShim(t, s)
+	probeSuite(t, s, []string{"--preload"}, func(rt runtime) bool { return rt.name == "go-static" || rt.name == "java" },
+		func(cmd []string) []string { return append([]string{s.doppel, "wrap", "--"}, cmd...) })
+}
+
+func buildShim(t *testing.T, s *suite) {
+	t.Helper()
 	shim := exec.Command("make", "-s", "-C", filepath.Join(s.repo, "layer/shim"),
 		"OUT="+filepath.Join(filepath.Dir(s.doppel), "libdoppel.so"))
 	if out, err := shim.CombinedOutput(); err != nil {
 		t.Fatalf("build libdoppel.so: %v\n%s", err, out)
 	}
-	probeSuite(t, s, []string{"--preload"}, func(rt runtime) bool { return rt.name != "go-static" && rt.name != "java" })
 }
 
 // probeSuite runs each runtime's probe under doppel exec with args and
-// checks every result.
-func probeSuite(t *testing.T, s *suite, args []string, only func(runtime) bool) {
+// checks every result; wrap, if not nil, changes the command line.
+func probeSuite(t *testing.T, s *suite, args []string, only func(runtime) bool, wrap func([]string) []string) {
 	for _, rt := range runtimes {
 		if only != nil && !only(rt) {
 			continue
@@ -193,6 +209,9 @@ func probeSuite(t *testing.T, s *suite, args []string, only func(runtime) bool) 
 			cmd := rt.cmd(s)
 			if _, err := exec.LookPath(cmd[0]); err != nil {
 				t.Fatalf("%s is needed: %v", cmd[0], err)
+			}
+			if wrap != nil {
+				cmd = wrap(cmd)
 			}
 			listen, taken := freePort(t), holdPort(t)
 			res := s.doppelExec(t, run{
