@@ -169,10 +169,11 @@ func (s *Server) resolveLaunch(ctx context.Context, p ResolveLaunchParams) (any,
 	targetEnv := envMap(run.Env(nil))
 	res := ResolveLaunchResult{SessionID: sess.id, Target: sess.target, Warnings: run.Warnings}
 	var err error
-	if typ == "go" {
+	if typ == "go" && !p.Wrap {
 		res.Launch, err = s.launchDelve(ctx, sess, p, targetEnv)
 	} else {
 		res.Launch, err = s.launchPreloaded(sess, p, targetEnv)
+		res.Wrapper = wrapper()
 	}
 	if err != nil {
 		if p.SessionID == "" {
@@ -440,4 +441,14 @@ func (s *Server) launchDelve(ctx context.Context, sess *ideSession, p ResolveLau
 	fmt.Sscan(port, &n)
 	out["port"] = n
 	return out, nil
+}
+
+// wrapper is the command prefix that runs a command inside the session a
+// preloaded launch belongs to: this binary's `wrap`.
+func wrapper() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "doppel"
+	}
+	return []string{exe, "wrap", "--"}
 }

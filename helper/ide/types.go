@@ -127,6 +127,10 @@ type ResolveLaunchParams struct {
 	ConfigFile string `json:"configFile,omitempty"`
 	// SessionID reuses that live session.
 	SessionID string `json:"sessionId,omitempty"`
+	// Wrap: the IDE runs the program itself, prefixed with the result's
+	// Wrapper, which it needs for any statically linked program. For type
+	// go no Delve is started then (GoLand runs its own).
+	Wrap bool `json:"wrap,omitempty"`
 }
 
 // ResolveLaunchResult is the launch configuration to run.
@@ -135,6 +139,10 @@ type ResolveLaunchResult struct {
 	Launch    map[string]any `json:"launch"`
 	Target    *TargetRef     `json:"target,omitempty"`
 	Warnings  []string       `json:"warnings,omitempty"`
+	// Wrapper, with the launch's env, runs the command that follows it
+	// inside the session under its launcher (`doppel wrap --`): set for
+	// every launch but Delve's.
+	Wrapper []string `json:"wrapper,omitempty"`
 }
 
 // TargetRef is the resolved target of a session.

@@ -1,13 +1,15 @@
 package dev.doppel.jetbrains.core
 
 /**
- * The launch types of docs/ide-protocol.md the JetBrains run configurations map to.
- * [PRELOAD] types get `LD_PRELOAD` and `DOPPEL_LAYER_SOCKET`; [GO] gets a Delve DAP server.
+ * The launch types of docs/ide-protocol.md the JetBrains run configurations map to. All of them
+ * get `LD_PRELOAD` and `DOPPEL_LAYER_SOCKET`; [GO] programs (often statically linked, and GoLand's
+ * debugger runs its own Delve) are run behind the session's wrapper (`doppel wrap --`).
  */
 enum class LaunchType(val wire: String) {
     GO("go"), NODE("node"), PYTHON("python"), JAVA("java");
 
-    val preload: Boolean get() = this != GO
+    /** The command line must be prefixed with [PatchedLaunch.wrapper]. */
+    val wrapped: Boolean get() = this == GO
 }
 
 /**
@@ -67,9 +69,6 @@ data class RunSpec(
     }
 }
 
-/** Where a Go debugger connects: the `dlv dap` server the helper started under the session's launcher. */
-data class DelveEndpoint(val host: String, val port: Int)
-
 /** What the glue applies to the run configuration. */
 data class PatchedLaunch(
     val sessionId: String,
@@ -77,8 +76,8 @@ data class PatchedLaunch(
     val env: Map<String, String>,
     /** What doppel added or changed, for the log and the UI. */
     val added: Map<String, String>,
-    /** Go: the Delve DAP server to connect to; null for the preload types. */
-    val delve: DelveEndpoint?,
+    /** Put before the command line (Go): runs it inside the session under its launcher. */
+    val wrapper: List<String>,
     val target: TargetRef?,
     val warnings: List<String>,
     /** The launch the helper returned, as it is. */
@@ -102,7 +101,7 @@ class LaunchPatcher(private val client: DoppelIdeClient) {
     ): PatchedLaunch {
         fun params(session: String?) = ResolveLaunchParams(
             launch = spec.toLaunch(), workspaceFolder = workspaceFolder, target = choice.targetParam,
-            namespace = choice.namespaceParam, configFile = configFile, sessionId = session,
+            namespace = choice.namespaceParam, configFile = configFile, sessionId = session, wrap = spec.type.wrapped,
         )
         val res = try {
             client.resolveLaunch(params(reuseSessionId))
@@ -119,11 +118,11 @@ class LaunchPatcher(private val client: DoppelIdeClient) {
             val returned = envOf(res.launch)
             val merged = mergeEnv(spec.env, returned)
             val added = merged.filter { (k, v) -> spec.env[k] != v }
-            val delve = if (spec.type == LaunchType.GO) delveOf(res.launch) else null
-            if (spec.type == LaunchType.GO && delve == null) {
-                throw IllegalStateException("doppel resolved a Go launch without Delve's host and port")
+            if (spec.type.wrapped && res.wrapper.isEmpty()) {
+                throw IllegalStateException("doppel resolved a ${spec.type.wire} launch without the wrapper to run it in the session")
             }
-            return PatchedLaunch(res.sessionId, merged, added, delve, res.target, res.warnings, res.launch)
+            val wrapper = if (spec.type.wrapped) res.wrapper else emptyList()
+            return PatchedLaunch(res.sessionId, merged, added, wrapper, res.target, res.warnings, res.launch)
         }
 
         /** `launch.env` as strings (numbers and booleans as JSON writes them; nulls dropped). */
@@ -147,18 +146,6 @@ class LaunchPatcher(private val client: DoppelIdeClient) {
          */
         fun mergeEnv(own: Map<String, String>, returned: Map<String, String>): Map<String, String> =
             LinkedHashMap(own).apply { putAll(returned) }
-
-        /** Go: `host` and `port` of the Delve DAP server. */
-        fun delveOf(launch: Map<String, Any?>): DelveEndpoint? {
-            val host = launch["host"] as? String ?: return null
-            val port = when (val p = launch["port"]) {
-                is Number -> p.toInt()
-                is String -> p.toIntOrNull()
-                else -> null
-            } ?: return null
-            if (port <= 0 || port > 65535) return null
-            return DelveEndpoint(host, port)
-        }
     }
 }
 

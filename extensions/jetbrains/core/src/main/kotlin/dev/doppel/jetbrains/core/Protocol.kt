@@ -153,6 +153,8 @@ data class ResolveLaunchParams(
     val configFile: String? = null,
     /** Reuse this live session. */
     val sessionId: String? = null,
+    /** The IDE runs the program itself behind the result's `wrapper` (Go: no Delve is started). */
+    val wrap: Boolean = false,
 ) : JsonValue {
     override fun toJson(): JsonElement = Json.obj(
         "launch" to launch,
@@ -161,6 +163,7 @@ data class ResolveLaunchParams(
         "namespace" to namespace?.ifEmpty { null },
         "configFile" to configFile?.ifEmpty { null },
         "sessionId" to sessionId?.ifEmpty { null },
+        "wrap" to (if (wrap) true else null),
     )
 }
 
@@ -177,9 +180,13 @@ data class ResolveLaunchResult(
     val launch: Map<String, Any?>,
     val target: TargetRef? = null,
     val warnings: List<String> = emptyList(),
+    /** The command prefix (`doppel wrap --`) that runs a command inside the session; empty for Delve's launch. */
+    val wrapper: List<String> = emptyList(),
 ) {
     companion object {
-        fun from(o: JsonObject) = ResolveLaunchResult(o.str("sessionId"), Json.toMap(o.get("launch")), TargetRef.from(o.objOrNull("target")), o.strings("warnings"))
+        fun from(o: JsonObject) = ResolveLaunchResult(
+            o.str("sessionId"), Json.toMap(o.get("launch")), TargetRef.from(o.objOrNull("target")), o.strings("warnings"), o.strings("wrapper"),
+        )
     }
 }
 

@@ -215,16 +215,18 @@ class LaunchPatchingTest {
         assertEquals("postgres", p.env["DB_HOST"])
         assertEquals("3", p.env["REPLICAS"])
         assertEquals(setOf("DB_HOST", "REPLICAS", "LD_PRELOAD", "DOPPEL_LAYER_SOCKET"), p.added.keys)
-        assertNull(p.delve)
+        assertEquals(emptyList<String>(), p.wrapper)
         assertEquals("s1", p.sessionId)
     }
 
     @Test
-    fun `go gets Delve's endpoint`() {
+    fun `go is wrapped - the command line goes behind the session's wrapper`() {
         val spec = RunSpec(LaunchType.GO, "g")
-        val p = LaunchPatcher.apply(spec, ResolveLaunchResult("s", mapOf("type" to "go", "host" to "127.0.0.1", "port" to 38211L, "env" to mapOf("A" to "b")), null))
-        assertEquals(DelveEndpoint("127.0.0.1", 38211), p.delve)
+        val wrapper = listOf("/usr/local/bin/doppel", "wrap", "--")
+        val p = LaunchPatcher.apply(spec, ResolveLaunchResult("s", mapOf("type" to "go", "env" to mapOf("A" to "b")), null, wrapper = wrapper))
+        assertEquals(wrapper, p.wrapper)
         assertEquals("b", p.env["A"])
+        assertTrue(spec.toLaunch()["type"] == "go")
         assertThrows(IllegalStateException::class.java) { LaunchPatcher.apply(spec, ResolveLaunchResult("s", mapOf("type" to "go"), null)) }
     }
 

@@ -130,10 +130,11 @@ class DoppelNodeRunConfigurationExtension : AbstractNodeRunConfigurationExtensio
 }
 
 /**
- * Go (GoLand, IntelliJ IDEA Ultimate with the Go plugin). The protocol's `go` case starts
- * `dlv dap` under the session's launcher for a DAP client (VS Code); GoLand's debugger drives
- * its own Delve over Delve's JSON-RPC API and cannot attach to a DAP server. So this extension
- * injects the target's env only and says that traffic is not intercepted (see the README).
+ * Go (GoLand, IntelliJ IDEA Ultimate with the Go plugin). Go programs are often statically
+ * linked (LD_PRELOAD can't reach them), and GoLand's debugger runs its own Delve: so the command
+ * line GoLand builds — the program, or Delve with the program — is put behind the session's
+ * wrapper (`doppel wrap --`, protocol `wrap: true`), which runs it inside the session under the
+ * seccomp launcher. Delve passes through by process identity; its debuggee is intercepted.
  */
 class DoppelGoRunConfigurationExtension : GoRunConfigurationExtension() {
     override fun isApplicableFor(configuration: GoRunConfigurationBase<*>): Boolean = true
@@ -157,12 +158,12 @@ class DoppelGoRunConfigurationExtension : GoRunConfigurationExtension() {
         )
         val patched = service.patch(spec)
         for ((k, v) in patched.added) cmdLine.addEnvironmentVariable(k, v)
-        service.notify(
-            "doppel: ${configuration.name} gets the environment of ${patched.target ?: service.target}, but its traffic is not " +
-                "intercepted: GoLand's debugger cannot attach to the Delve DAP server doppel starts. Use `doppel exec` for Go for now.",
-            NotificationType.WARNING,
-        )
-        // The session (and its idle Delve) ends with the run.
+        // exe args… becomes wrapper[0] wrapper[1..] exe args…
+        val exe = cmdLine.exePath
+        cmdLine.setExePath(patched.wrapper.first())
+        val prefix = patched.wrapper.drop(1)
+        cmdLine.addParameterAt(0, exe)
+        for (arg in prefix.asReversed()) cmdLine.addParameterAt(0, arg)
         service.bind(configuration, patched.sessionId)
     }
 }
