@@ -28,7 +28,7 @@ AGENT_IMAGE := doppel-agent:$(VERSION)
 APP_IMAGES  := staging-backend staging-frontend staging-postgres toolbox queue
 # Debian packages the tests and the demo need besides the cluster's own.
 TEST_PACKAGES := postgresql-15 dash iptables nftables iproute2 curl util-linux \
-                 openjdk-17-jre-headless libgoogle-gson-java junit5 \
+                 openjdk-17-jdk-headless python3-debugpy libgoogle-gson-java junit5 \
                  chromium libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev pkg-config ripgrep \
                  build-essential python3
 
