@@ -3,6 +3,9 @@ package session
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,7 +20,22 @@ type handler Session
 
 var _ layer.Handler = (*handler)(nil)
 
-func (h *handler) Skip(p layer.Process) bool { return h.cfg.SkipsProcess(p.Exe) }
+func (h *handler) Skip(p layer.Process) bool {
+	return h.cfg.SkipsProcess(p.Exe) || (p.Exe != "" && p.Exe == selfExe())
+}
+
+// selfExe is doppel's own binary: its processes in a tree (`doppel wrap`,
+// the launcher before it execs) are doppel's, not the program's.
+var selfExe = sync.OnceValue(func() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	return exe
+})
 
 // unclaimedTimeout closes a remote connection whose local socket never
 // reached the tunnel (the process died between dial and connect).
