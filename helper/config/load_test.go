@@ -441,6 +441,28 @@ func TestSkipsProcess(t *testing.T) {
 	}
 }
 
+// debugpy's launcher and adapter are the debugger's; the debuggee, even
+// started through `-m debugpy`, is the program.
+func TestSkipsDebuggerHelper(t *testing.T) {
+	c := mustParse(t, "{}")
+	for args, want := range map[string]bool{
+		"python3 /usr/lib/python3/dist-packages/debugpy/launcher 41234 -- server.py":            true,
+		"python3 -E /home/u/.vscode/extensions/ms-python.debugpy/bundled/libs/debugpy/adapter/": true,
+		"python3 -m debugpy.adapter --port 5678":                                                true,
+		"python3 -m debugpy --connect 127.0.0.1:41234 server.py":                                false,
+		"python3 server.py /x/debugpy/launcher":                                                 false,
+		"python3":                                                                               false,
+	} {
+		if got := c.SkipsDebuggerHelper(strings.Fields(args)); got != want {
+			t.Errorf("SkipsDebuggerHelper(%s) = %v", args, got)
+		}
+	}
+	c = mustParse(t, "skip_build_tools: false\n")
+	if c.SkipsDebuggerHelper(strings.Fields("python3 -m debugpy.adapter")) {
+		t.Error("debugger helper skipped with skip_build_tools: false")
+	}
+}
+
 func TestNullElementsAreErrors(t *testing.T) {
 	for text, want := range map[string]string{
 		"agent: {resources: {limits: {cpu: }}}":                          "agent.resources.limits.cpu: expected a string, got null",

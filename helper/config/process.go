@@ -3,6 +3,7 @@ package config
 import (
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // DefaultBuildTools are the programs that run without interception when
@@ -37,4 +38,27 @@ func (c *Config) SkipsProcess(name string) bool {
 		return true
 	}
 	return c.SkipBuildTools && (slices.Contains(DefaultBuildTools, base) || slices.Contains(c.SkipExtraBuildTools, base))
+}
+
+// SkipsDebuggerHelper reports whether a process is a debugger's own helper
+// run by an interpreter, which can't be told by its executable: debugpy's
+// launcher and adapter (`python …/debugpy/launcher …`, `python -m
+// debugpy.adapter`). Skipped with the build tools.
+func (c *Config) SkipsDebuggerHelper(args []string) bool {
+	if !c.SkipBuildTools || len(args) < 2 {
+		return false
+	}
+	for i, a := range args[1:] {
+		a = strings.TrimSuffix(a, "/")
+		switch {
+		case strings.HasSuffix(a, "/debugpy/launcher"), strings.HasSuffix(a, "/debugpy/adapter"):
+			return true
+		case a == "-m" && i+2 < len(args):
+			m := args[i+2]
+			return m == "debugpy.launcher" || m == "debugpy.adapter"
+		case !strings.HasPrefix(a, "-"):
+			return false // the script: what follows is its own
+		}
+	}
+	return false
 }

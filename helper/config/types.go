@@ -130,8 +130,8 @@ func (NetworkConfig) JSONSchemaExtend(s *jsonschema.Schema) {
 
 // DoppelConfig holds doppel's own settings (mirrord has no equivalent).
 type DoppelConfig struct {
-	// How much the helper and the agent log: "debug", "info", "warn" or "error". Logs go to
-	// a file per process; "doppel diagnose" gathers them.
+	// How much the agent logs ("kubectl logs" of its pod): "debug", "info", "warn" or "error".
+	// doppel's own stderr log is set by DOPPEL_LOG.
 	LogLevel LogLevel `json:"log_level"`
 }
 

@@ -86,6 +86,9 @@ type AgentOptions struct {
 	// name and no token file: it neither joins a running agent nor can be
 	// joined. Targetless agents are always exclusive.
 	Exclusive bool
+	// LogLevel is the agent's --log-level (the config's doppel.log_level);
+	// empty leaves the agent's default. A shared agent keeps its creator's.
+	LogLevel string
 }
 
 // Progress is one step of starting an agent, for people.
@@ -292,6 +295,9 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 	args := []string{"serve",
 		"--listen", "127.0.0.1:" + strconv.Itoa(AgentPort),
 		"--token-sha256", opts.TokenHash.String(),
+	}
+	if opts.LogLevel != "" {
+		args = append(args, "--log-level", opts.LogLevel)
 	}
 	if s := cfg.StartupTimeoutDuration(); s > 0 {
 		args = append(args, "--startup-timeout", s.String())

@@ -81,6 +81,14 @@ func TestAgentJob(t *testing.T) {
 		t.Errorf("exclusive agent: name %q volumes %v args %v", job.Name, job.Spec.Template.Spec.Volumes, job.Spec.Template.Spec.Containers[0].Args)
 	}
 
+	job, _ = AgentJob(AgentOptions{Target: target, Config: cfg, TokenHash: hash, LogLevel: "debug"})
+	if args := strings.Join(job.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--log-level debug") {
+		t.Errorf("doppel.log_level not passed to the agent: %s", args)
+	}
+	if args := strings.Join(EphemeralContainer(AgentOptions{Target: target, Config: cfg, TokenHash: hash, LogLevel: "warn"}, "x", 1).Args, " "); !strings.Contains(args, "--log-level warn") {
+		t.Errorf("doppel.log_level not passed to an ephemeral agent: %s", args)
+	}
+
 	cfg = config.Default().Agent
 	cfg.NodeSelector = map[string]string{"pool": "tools"}
 	job, _ = AgentJob(AgentOptions{Target: &Target{Namespace: "staging"}, Config: cfg, TokenHash: hash})

@@ -42,6 +42,9 @@ func EphemeralContainer(opts AgentOptions, name string, port int) corev1.Ephemer
 		"--token-sha256", opts.TokenHash.String(),
 		"--target-container-id", t.ContainerID,
 	}
+	if opts.LogLevel != "" {
+		args = append(args, "--log-level", opts.LogLevel)
+	}
 	if s := cfg.StartupTimeoutDuration(); s > 0 {
 		args = append(args, "--startup-timeout", s.String())
 	}

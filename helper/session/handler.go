@@ -21,7 +21,7 @@ type handler Session
 var _ layer.Handler = (*handler)(nil)
 
 func (h *handler) Skip(p layer.Process) bool {
-	return h.cfg.SkipsProcess(p.Exe) || (p.Exe != "" && p.Exe == selfExe())
+	return h.cfg.SkipsProcess(p.Exe) || h.cfg.SkipsDebuggerHelper(p.Args) || (p.Exe != "" && p.Exe == selfExe())
 }
 
 // selfExe is doppel's own binary: its processes in a tree (`doppel wrap`,

@@ -208,6 +208,7 @@ func startCluster(ctx, life context.Context, opts StartOptions) (_ *Reconnecting
 	token := kc.SessionToken(target)
 	agent, err := kc.StartAgent(ctx, kube.AgentOptions{
 		Target: target, Config: cfg.Agent, TokenHash: protocol.HashToken(token), User: who,
+		LogLevel: string(cfg.Doppel.LogLevel),
 		Progress: func(p kube.Progress) { progress(p.Step) },
 	})
 	if err != nil {
