@@ -213,6 +213,14 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		c.cont()
 		return
 	}
+	if nr == seccomp.SysGetpeername || nr == seccomp.SysGetsockname {
+		// Every Go dial asks both after connect: answered here (pidfd_getfd,
+		// fstat, a table, a memory write — nothing that blocks), they save
+		// a goroutine wake-up each.
+		s.handle(c, nr)
+		p.release()
+		return
+	}
 	fa, isFile, ok := c.fileArgs(nr)
 	if isFile && (!ok || s.quickFile(c, fa)) {
 		if !ok {
