@@ -3,6 +3,8 @@
 //
 //	toolbox serve [-port 8080]      HTTP: / says hello, /env/NAME, /healthz
 //	toolbox get [-timeout 10s] URL  print the body; fail on error or non-2xx
+//	toolbox load -n N|-duration D [-c C] [-rate R] URL
+//	                                bounded HTTP load; one JSON line of results
 //	toolbox resolve NAME            print NAME's addresses, one a line
 //	toolbox udp-echo [-port 8080]   echo UDP datagrams back to their sender
 //	toolbox sleep                   wait for SIGTERM or SIGINT, then exit 0
@@ -21,6 +23,7 @@ type command func(args []string, stdout, stderr io.Writer) int
 var commands = map[string]command{
 	"serve":    serveCmd,
 	"get":      getCmd,
+	"load":     loadCmd,
 	"resolve":  resolveCmd,
 	"udp-echo": udpEchoCmd,
 	"sleep":    sleepCmd,
@@ -45,6 +48,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) int {
-	fmt.Fprintln(w, "usage: toolbox serve|get|resolve|udp-echo|sleep|ps|cat [args]")
+	fmt.Fprintln(w, "usage: toolbox serve|get|load|resolve|udp-echo|sleep|ps|cat [args]")
 	return 2
 }

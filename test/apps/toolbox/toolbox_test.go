@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -255,5 +257,52 @@ func TestBytesEndpoint(t *testing.T) {
 	}
 	if resp, _ := http.Get(srv.URL + "/bytes/x"); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("bad size: %d", resp.StatusCode)
+	}
+}
+
+// load sends exactly -n requests with their headers, on at most -c
+// connections, and reports who answered; a failing server is an error.
+func TestLoad(t *testing.T) {
+	var conns, reqs, withHeader atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqs.Add(1)
+		if r.Header.Get("X-Bench") == "yes" {
+			withHeader.Add(1)
+		}
+		fmt.Fprintln(w, "server a")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"load", "-n", "50", "-c", "1", "-H", "X-Bench: yes", srv.URL}, &out, &errOut); code != 0 {
+		t.Fatalf("load: %d %s %s", code, out.String(), errOut.String())
+	}
+	var res loadResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 50 || res.OK != 50 || res.Bodies["server a"] != 50 || reqs.Load() != 50 || conns.Load() != 1 || withHeader.Load() != 50 || res.P50ms <= 0 {
+		t.Errorf("result %+v; server saw %d requests (%d with the header) on %d connections", res, reqs.Load(), withHeader.Load(), conns.Load())
+	}
+
+	// Paced and bounded in time.
+	out.Reset()
+	start := time.Now()
+	run([]string{"load", "-duration", "500ms", "-rate", "100", "-c", "4", srv.URL}, &out, &errOut)
+	json.Unmarshal(out.Bytes(), &res)
+	if d := time.Since(start); d > 2*time.Second || res.OK < 20 || res.OK > 60 {
+		t.Errorf("paced load took %s and answered %d, want ~50 in ~0.5s", d, res.OK)
+	}
+
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 500) }))
+	defer failing.Close()
+	out.Reset()
+	if code := run([]string{"load", "-n", "3", failing.URL}, &out, &errOut); code != 1 || !strings.Contains(out.String(), `"errors":3`) {
+		t.Errorf("failing server: code %d, %s", code, out.String())
 	}
 }

@@ -1,0 +1,373 @@
+// Command incoming measures a target's incoming traffic with doppel sessions
+// on it against the same traffic without doppel, on the local cluster, in
+// one run:
+//
+//	make cluster images image doppel && go run ./bench/incoming
+//
+// A client pod sends HTTP requests to a target pod (toolbox serve) by pod IP:
+//
+//   - steal: the latency of requests answered by a local server under
+//     `doppel exec` stealing the port, against the pod answering them;
+//   - filtered steal, unmatched requests: what colleagues pay while someone
+//     steals with a header filter their requests don't match — latency and
+//     throughput at the same concurrency, against no doppel at all;
+//   - mirror: requests at a fixed rate for a fixed time; how many the local
+//     process got a copy of, and the remote's p99 against no doppel.
+//
+// Every load is bounded in count and time; all traffic stays in the local
+// cluster and on loopback.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+var (
+	kubectl     = flag.String("kubectl", filepath.Join(os.Getenv("HOME"), ".cache/doppel/bin/kubectl"), "kubectl binary")
+	doppel      = flag.String("doppel", "bin/doppel", "doppel binary (make doppel)")
+	image       = flag.String("agent-image", "", "agent image (default: doppel-agent:<git describe>, as make image tags it)")
+	requests    = flag.Int("requests", 500, "requests of the steal latency measurement")
+	conc        = flag.Int("c", 8, "connections of the unmatched-requests measurement")
+	seconds     = flag.Duration("duration", 10*time.Second, "length of the unmatched-requests measurement")
+	mirrorRate  = flag.Int("mirror-rate", 1000, "requests per second of the mirror measurement")
+	mirrorFor   = flag.Duration("mirror-duration", 60*time.Second, "length of the mirror measurement")
+	mirrorConns = flag.Int("mirror-c", 64, "connections of the mirror measurement")
+	namespace   = "doppel-bench-in-" + strconv.Itoa(rand.IntN(1e6))
+)
+
+// envLocal makes this binary the local server (run under doppel exec): it
+// answers "local", counts the requests that carry benchHeader, and writes
+// the count to the file the variable names when SIGINT or SIGTERM ends it.
+const envLocal = "DOPPEL_BENCH_INCOMING_LOCAL"
+
+const benchHeader = "X-Doppel-Bench"
+
+func main() {
+	if file := os.Getenv(envLocal); file != "" {
+		os.Exit(localServer(file))
+	}
+	flag.Parse()
+	if *image == "" {
+		out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output()
+		if err != nil {
+			fail(fmt.Errorf("git describe: %w (pass -agent-image)", err))
+		}
+		*image = "doppel-agent:" + strings.TrimSpace(string(out))
+	}
+	if err := run(); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func localServer(countFile string) int {
+	var n atomic.Int64
+	srv := &http.Server{Addr: ":8080", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(benchHeader) != "" {
+			n.Add(1)
+		}
+		io.WriteString(w, "local\n")
+	})}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		os.WriteFile(countFile, []byte(strconv.FormatInt(n.Load(), 10)), 0o644)
+		os.Exit(0)
+	}()
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, "local server:", err)
+		return 1
+	}
+	return 0
+}
+
+// loadResult is `toolbox load`'s output.
+type loadResult struct {
+	Sent    int64            `json:"sent"`
+	OK      int64            `json:"ok"`
+	Errors  int64            `json:"errors"`
+	Seconds float64          `json:"seconds"`
+	RPS     float64          `json:"rps"`
+	P50ms   float64          `json:"p50_ms"`
+	P99ms   float64          `json:"p99_ms"`
+	Bodies  map[string]int64 `json:"bodies"`
+	Error   string           `json:"error"`
+}
+
+type row struct {
+	name            string
+	doppel, without float64
+	unit            string
+	aim             string
+}
+
+func run() error {
+	if _, err := k("create", "namespace", namespace); err != nil {
+		return err
+	}
+	defer k("delete", "namespace", namespace, "--wait=false")
+	manifest := `apiVersion: v1
+kind: Pod
+metadata: {name: target, labels: {app: target}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: doppel.local/toolbox:dev, imagePullPolicy: Never, args: [serve, -port, "8080"],
+     readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 5}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: doppel.local/toolbox:dev, imagePullPolicy: Never, args: [sleep]}
+`
+	if _, err := kIn(manifest, "apply", "-n", namespace, "-f", "-"); err != nil {
+		return err
+	}
+	if _, err := k("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "pod/client", "--timeout=60s"); err != nil {
+		return err
+	}
+	ip, err := k("get", "pod", "-n", namespace, "target", "-o", "jsonpath={.status.podIP}")
+	if err != nil {
+		return err
+	}
+	url := "http://" + strings.TrimSpace(ip) + ":8080/"
+	remote := "hello from target"
+
+	var rows []row
+	var notes []string
+
+	// Steal: who answers changes; the added latency is the path through
+	// the agent, the port-forward and the helper.
+	without, err := loadFrom(url, remote, "-n", strconv.Itoa(*requests), "-c", "1")
+	if err != nil {
+		return err
+	}
+	var stolen loadResult
+	if err := withSession("steal", "steal", func() error {
+		stolen, err = loadFrom(url, "local", "-n", strconv.Itoa(*requests), "-c", "1")
+		return err
+	}, nil); err != nil {
+		return err
+	}
+	rows = append(rows,
+		row{"steal: request latency p50 (keep-alive, 1 at a time)", stolen.P50ms, without.P50ms, "ms", "—"},
+		row{"steal: request latency p99", stolen.P99ms, without.P99ms, "ms", "—"})
+
+	// Filtered steal: the requests of everyone else.
+	filtered := `{mode: steal, http_filter: {header_filter: "^x-bench-user: nobody$"}}`
+	dur := seconds.String()
+	without, err = loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
+	if err != nil {
+		return err
+	}
+	var unmatched loadResult
+	if err := withSession(filtered, "steal (filtered)", func() error {
+		unmatched, err = loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
+		return err
+	}, nil); err != nil {
+		return err
+	}
+	rows = append(rows,
+		row{fmt.Sprintf("filtered steal, unmatched: latency p50 (%d conns)", *conc), unmatched.P50ms, without.P50ms, "ms",
+			fmt.Sprintf("≤ +0.2 ms %s", mark(unmatched.P50ms-without.P50ms <= 0.2))},
+		row{"filtered steal, unmatched: latency p99", unmatched.P99ms, without.P99ms, "ms", "—"},
+		row{"filtered steal, unmatched: throughput", unmatched.RPS, without.RPS, "req/s",
+			fmt.Sprintf("≥ 90 %% %s", mark(unmatched.RPS >= 0.9*without.RPS))})
+
+	// Mirror: every request copied to the local process; the remote
+	// answers as before.
+	rate, mdur := strconv.Itoa(*mirrorRate), mirrorFor.String()
+	mirrorArgs := []string{"-rate", rate, "-duration", mdur, "-c", strconv.Itoa(*mirrorConns), "-H", benchHeader + ": 1"}
+	without, err = loadFrom(url, remote, mirrorArgs...)
+	if err != nil {
+		return err
+	}
+	var mirrored loadResult
+	var copies int64
+	var drops []string
+	if err := withSession("mirror", "mirror", func() error {
+		mirrored, err = loadFrom(url, remote, mirrorArgs...)
+		return err
+	}, func(count int64, stderr string) {
+		copies = count
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.Contains(line, "drop") || strings.Contains(line, "overflow") {
+				drops = append(drops, line)
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	complete := 100 * float64(copies) / float64(mirrored.OK)
+	rows = append(rows,
+		row{fmt.Sprintf("mirror: requests copied to the local process (%s at %s/s)", mdur, rate), complete, 100, "%",
+			fmt.Sprintf("100 %% %s", mark(copies >= mirrored.OK))},
+		row{"mirror: remote latency p99", mirrored.P99ms, without.P99ms, "ms",
+			fmt.Sprintf("≤ +10 %% %s", mark(mirrored.P99ms <= 1.1*without.P99ms))},
+		row{"mirror: remote latency p50", mirrored.P50ms, without.P50ms, "ms", "—"},
+		row{"mirror: requests answered per second", mirrored.RPS, without.RPS, "req/s", "—"})
+	notes = append(notes, fmt.Sprintf("mirror: %d requests answered by the pod, %d copies reached the local process", mirrored.OK, copies))
+	notes = append(notes, drops...)
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "measurement\tdoppel\twithout doppel\tdoppel/without\tunit\taim\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%.3g\t%.3g\t%.2fx\t%s\t%s\t\n", r.name, r.doppel, r.without, r.doppel/r.without, r.unit, r.aim)
+	}
+	tw.Flush()
+	for _, n := range notes {
+		fmt.Println(n)
+	}
+	return nil
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "✓"
+	}
+	return "✗"
+}
+
+// loadFrom runs `toolbox load` in the client pod and checks who answered.
+func loadFrom(url, answeredBy string, args ...string) (loadResult, error) {
+	var res loadResult
+	out, err := k(append(append([]string{"exec", "-n", namespace, "client", "-c", "main", "--", "/toolbox", "load"}, args...), url)...)
+	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
+		return res, fmt.Errorf("toolbox load: %v %v: %s", err, jerr, out)
+	}
+	if res.Error != "" || res.OK == 0 {
+		return res, fmt.Errorf("toolbox load %v: %s (%+v)", args, res.Error, res)
+	}
+	if res.Bodies[answeredBy] != res.OK {
+		return res, fmt.Errorf("toolbox load %v: answers %v, want all from %q", args, res.Bodies, answeredBy)
+	}
+	return res, nil
+}
+
+// withSession runs the local server under `doppel exec` with incoming mode,
+// waits for port 8080's subscription, calls during, and ends the session;
+// after gets the local server's count of benchHeader requests and doppel's
+// stderr.
+func withSession(incoming, notice string, during func() error, after func(int64, string)) error {
+	wd, err := os.MkdirTemp("", "doppel-bench-incoming")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(wd)
+	os.MkdirAll(filepath.Join(wd, ".doppel"), 0o755)
+	cfg := fmt.Sprintf("target: {path: pod/target, namespace: %s}\nagent: {image: %q, image_pull_policy: Never, communication_timeout: 2, ttl: 1}\nfeature:\n  network:\n    incoming: %s\n",
+		namespace, *image, incoming)
+	if err := os.WriteFile(filepath.Join(wd, ".doppel", "config.yaml"), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	doppelBin, err := filepath.Abs(*doppel)
+	if err != nil {
+		return err
+	}
+	countFile := filepath.Join(wd, "count")
+	cmd := exec.Command(doppelBin, "exec", "--", self)
+	cmd.Dir = wd
+	cmd.Env = append(os.Environ(), envLocal+"="+countFile)
+	stderrPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	subscribed := make(chan struct{})
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderrPipe)
+		once := false
+		for sc.Scan() {
+			stderr.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), "port 8080 of the target: "+notice) {
+				once = true
+				close(subscribed)
+			}
+		}
+	}()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGINT) // the doppel this program started
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		<-scanned
+	}
+	select {
+	case <-subscribed:
+	case <-scanned:
+		cmd.Wait()
+		return fmt.Errorf("doppel exec (%s) ended before subscribing:\n%s", incoming, stderr.String())
+	case <-time.After(2 * time.Minute):
+		stop()
+		return fmt.Errorf("doppel exec (%s) did not subscribe within 2m:\n%s", incoming, stderr.String())
+	}
+	err = during()
+	stop()
+	if err != nil {
+		return fmt.Errorf("%w\ndoppel's stderr:\n%s", err, stderr.String())
+	}
+	if after != nil {
+		b, rerr := os.ReadFile(countFile)
+		if rerr != nil {
+			return fmt.Errorf("the local server's count: %v\ndoppel's stderr:\n%s", rerr, stderr.String())
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		after(n, stderr.String())
+	}
+	return nil
+}
+
+func k(args ...string) (string, error) { return kIn("", args...) }
+
+func kIn(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(*kubectl, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String(), nil
+}
