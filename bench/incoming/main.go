@@ -49,6 +49,7 @@ var (
 	mirrorRate  = flag.Int("mirror-rate", 1000, "requests per second of the mirror measurement")
 	mirrorFor   = flag.Duration("mirror-duration", 60*time.Second, "length of the mirror measurement")
 	mirrorConns = flag.Int("mirror-c", 64, "connections of the mirror measurement")
+	only        = flag.String("only", "steal,unmatched,mirror", "the measurements to make")
 	namespace   = "doppel-bench-in-" + strconv.Itoa(rand.IntN(1e6))
 )
 
@@ -161,51 +162,85 @@ spec:
 	var rows []row
 	var notes []string
 
-	// Steal: who answers changes; the added latency is the path through
-	// the agent, the port-forward and the helper.
+	want := func(m string) bool { return strings.Contains(","+*only+",", ","+m+",") }
+	if want("steal") {
+		if rows, err = stealRows(url, remote, rows); err != nil {
+			return err
+		}
+	}
+	if want("unmatched") {
+		if rows, err = unmatchedRows(url, remote, rows); err != nil {
+			return err
+		}
+	}
+	if want("mirror") {
+		if rows, notes, err = mirrorRows(url, remote, rows, notes); err != nil {
+			return err
+		}
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "measurement\tdoppel\twithout doppel\tdoppel/without\tunit\taim\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%.3g\t%.3g\t%.2fx\t%s\t%s\t\n", r.name, r.doppel, r.without, r.doppel/r.without, r.unit, r.aim)
+	}
+	tw.Flush()
+	for _, n := range notes {
+		fmt.Println(n)
+	}
+	return nil
+}
+
+// stealRows: who answers changes; the added latency is the path through
+// the agent, the port-forward and the helper.
+func stealRows(url, remote string, rows []row) ([]row, error) {
 	without, err := loadFrom(url, remote, "-n", strconv.Itoa(*requests), "-c", "1")
 	if err != nil {
-		return err
+		return rows, err
 	}
 	var stolen loadResult
 	if err := withSession("steal", "steal", func() error {
 		stolen, err = loadFrom(url, "local", "-n", strconv.Itoa(*requests), "-c", "1")
 		return err
 	}, nil); err != nil {
-		return err
+		return rows, err
 	}
-	rows = append(rows,
+	return append(rows,
 		row{"steal: request latency p50 (keep-alive, 1 at a time)", stolen.P50ms, without.P50ms, "ms", "—"},
-		row{"steal: request latency p99", stolen.P99ms, without.P99ms, "ms", "—"})
+		row{"steal: request latency p99", stolen.P99ms, without.P99ms, "ms", "—"}), nil
+}
 
-	// Filtered steal: the requests of everyone else.
+// unmatchedRows: under a filtered steal, the requests of everyone else.
+func unmatchedRows(url, remote string, rows []row) ([]row, error) {
 	filtered := `{mode: steal, http_filter: {header_filter: "^x-bench-user: nobody$"}}`
 	dur := seconds.String()
-	without, err = loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
+	without, err := loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
 	if err != nil {
-		return err
+		return rows, err
 	}
 	var unmatched loadResult
 	if err := withSession(filtered, "steal (filtered)", func() error {
 		unmatched, err = loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
 		return err
 	}, nil); err != nil {
-		return err
+		return rows, err
 	}
-	rows = append(rows,
+	return append(rows,
 		row{fmt.Sprintf("filtered steal, unmatched: latency p50 (%d conns)", *conc), unmatched.P50ms, without.P50ms, "ms",
 			fmt.Sprintf("≤ +0.2 ms %s", mark(unmatched.P50ms-without.P50ms <= 0.2))},
 		row{"filtered steal, unmatched: latency p99", unmatched.P99ms, without.P99ms, "ms", "—"},
 		row{"filtered steal, unmatched: throughput", unmatched.RPS, without.RPS, "req/s",
-			fmt.Sprintf("≥ 90 %% %s", mark(unmatched.RPS >= 0.9*without.RPS))})
+			fmt.Sprintf("≥ 90 %% %s", mark(unmatched.RPS >= 0.9*without.RPS))}), nil
+}
 
-	// Mirror: every request copied to the local process; the remote
-	// answers as before.
+// mirrorRows: every request copied to the local process; the remote
+// answers as before.
+func mirrorRows(url, remote string, rows []row, notes []string) ([]row, []string, error) {
 	rate, mdur := strconv.Itoa(*mirrorRate), mirrorFor.String()
 	mirrorArgs := []string{"-rate", rate, "-duration", mdur, "-c", strconv.Itoa(*mirrorConns), "-H", benchHeader + ": 1"}
-	without, err = loadFrom(url, remote, mirrorArgs...)
+	without, err := loadFrom(url, remote, mirrorArgs...)
 	if err != nil {
-		return err
+		return rows, notes, err
 	}
 	var mirrored loadResult
 	var copies int64
@@ -221,7 +256,7 @@ spec:
 			}
 		}
 	}); err != nil {
-		return err
+		return rows, notes, err
 	}
 	complete := 100 * float64(copies) / float64(mirrored.OK)
 	rows = append(rows,
@@ -233,17 +268,7 @@ spec:
 		row{"mirror: requests answered per second", mirrored.RPS, without.RPS, "req/s", "—"})
 	notes = append(notes, fmt.Sprintf("mirror: %d requests answered by the pod, %d copies reached the local process", mirrored.OK, copies))
 	notes = append(notes, drops...)
-
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measurement\tdoppel\twithout doppel\tdoppel/without\tunit\taim\t")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%.3g\t%.3g\t%.2fx\t%s\t%s\t\n", r.name, r.doppel, r.without, r.doppel/r.without, r.unit, r.aim)
-	}
-	tw.Flush()
-	for _, n := range notes {
-		fmt.Println(n)
-	}
-	return nil
+	return rows, notes, nil
 }
 
 func mark(ok bool) string {

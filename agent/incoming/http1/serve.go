@@ -229,7 +229,7 @@ func (s *server) roundTrip(req *Request, u *upstreamConn, first bool) (keep, ret
 	wrote, sent100 := false, false
 	for {
 		resp, err = ReadResponse(u.br, req, s.lim)
-		if err != nil {
+		if err != nil || !resp.Interim() {
 			break
 		}
 		if _, err := s.client.Write(resp.Raw); err != nil {
@@ -237,9 +237,6 @@ func (s *server) roundTrip(req *Request, u *upstreamConn, first bool) (keep, ret
 			return false, false, fmt.Errorf("write response: %w", err)
 		}
 		wrote = true
-		if !resp.Interim() {
-			break
-		}
 		sent100 = sent100 || resp.Status == 100
 	}
 	if err != nil {
@@ -262,15 +259,33 @@ func (s *server) roundTrip(req *Request, u *upstreamConn, first bool) (keep, ret
 		return false, false, fmt.Errorf("response: %w", err)
 	}
 
+	// The final response's head, with its body when the body is already
+	// buffered: one write (one syscall, one segment) for the usual small
+	// response.
+	whole := !resp.Tunnel && resp.Framing == ContentLength && resp.ContentLength <= int64(u.br.Buffered())
+	out := net.Buffers{resp.Raw}
+	if whole {
+		b, _ := u.br.Peek(int(resp.ContentLength))
+		out = append(out, b)
+	}
+	if _, err := out.WriteTo(s.client); err != nil {
+		body.stop(s.client)
+		return false, false, fmt.Errorf("write response: %w", err)
+	}
+	if whole {
+		u.br.Discard(int(resp.ContentLength))
+	}
 	if resp.Tunnel {
 		if body.wait(); body.err != nil {
 			return false, false, fmt.Errorf("request body: %w", body.err)
 		}
 		return false, false, tunnel(s.client, s.br, u.conn, u.br)
 	}
-	if _, err := CopyBody(s.client, u.br, resp.Framing, resp.ContentLength, s.lim); err != nil {
-		body.stop(s.client)
-		return false, false, fmt.Errorf("response body: %w", err)
+	if !whole {
+		if _, err := CopyBody(s.client, u.br, resp.Framing, resp.ContentLength, s.lim); err != nil {
+			body.stop(s.client)
+			return false, false, fmt.Errorf("response body: %w", err)
+		}
 	}
 	closing := resp.Close || req.Close
 	inStep := body.finish(s.client, s.lim.IdleTimeout, closing, req.Expect100 && !sent100)
