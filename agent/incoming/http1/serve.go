@@ -2,7 +2,6 @@ package http1
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -70,27 +69,6 @@ type server struct {
 	mu      sync.Mutex
 	open    map[*upstreamConn]bool // closed by abort
 	aborted bool
-
-	// deadline is the client's armed read deadline (zero: none). Arming
-	// one costs a runtime timer change, which can wake the netpoller: the
-	// idle deadline is renewed coarsely and a head that is already
-	// buffered gets none (see readRequest).
-	deadline time.Time
-}
-
-// armRead sets the client's read deadline to d unless it is already.
-func (s *server) armRead(d time.Time) {
-	if !d.Equal(s.deadline) {
-		s.client.SetReadDeadline(d)
-		s.deadline = d
-	}
-}
-
-// headBuffered reports whether a whole request head is in br already, so
-// that reading it can't wait on the client.
-func headBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 func (s *server) serve() error {
@@ -137,14 +115,8 @@ func (s *server) abort() {
 // readRequest waits for the next request (IdleTimeout) and reads its head
 // (HeadTimeout from its first byte). A nil request ends the connection.
 func (s *server) readRequest(first bool) (*Request, error) {
-	if !first && s.br.Buffered() == 0 {
-		// The idle deadline is renewed once it is a tenth of the timeout
-		// closer than a fresh one would be: an idle connection closes
-		// after 90-100 % of IdleTimeout.
-		now := time.Now()
-		if s.deadline.IsZero() || s.deadline.Before(now.Add(s.lim.IdleTimeout*9/10)) {
-			s.armRead(now.Add(s.lim.IdleTimeout))
-		}
+	if !first {
+		s.client.SetReadDeadline(time.Now().Add(s.lim.IdleTimeout))
 		if _, err := s.br.Peek(1); err != nil {
 			if errors.Is(err, io.EOF) || isTimeout(err) {
 				return nil, nil
@@ -152,14 +124,9 @@ func (s *server) readRequest(first bool) (*Request, error) {
 			return nil, err
 		}
 	}
-	timed := !headBuffered(s.br)
-	if timed {
-		s.armRead(time.Now().Add(s.lim.HeadTimeout))
-	}
+	s.client.SetReadDeadline(time.Now().Add(s.lim.HeadTimeout))
 	req, err := ReadRequest(s.br, s.lim)
-	if timed {
-		s.armRead(time.Time{})
-	}
+	s.client.SetReadDeadline(time.Time{})
 	var e *Error
 	switch {
 	case err == nil:
@@ -249,10 +216,6 @@ func (s *server) drop(u *upstreamConn) {
 // new one (only asked for on a first attempt).
 func (s *server) roundTrip(req *Request, u *upstreamConn, first bool) (keep, retry bool, err error) {
 	canRetry := func(err error) bool { return first && u.reused && retryable(req, err) }
-	if req.Framing != NoBody {
-		// The body is read from the client for as long as it takes.
-		s.armRead(time.Time{})
-	}
 	if _, err := u.conn.Write(req.Raw); err != nil {
 		if canRetry(err) {
 			return false, true, nil
@@ -313,7 +276,6 @@ func (s *server) roundTrip(req *Request, u *upstreamConn, first bool) (keep, ret
 		u.br.Discard(int(resp.ContentLength))
 	}
 	if resp.Tunnel {
-		s.armRead(time.Time{})
 		if body.wait(); body.err != nil {
 			return false, false, fmt.Errorf("request body: %w", body.err)
 		}
