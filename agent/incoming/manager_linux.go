@@ -43,6 +43,7 @@ type Manager struct {
 	backend string
 	table   *table
 	router  *router
+	sniff   *sniffer // mirror-only ports; nil when mirrors use the redirect
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -56,6 +57,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Backend forces redirect.BackendNftables or BackendIptables.
 	Backend string
+	// MirrorByRedirect mirrors through the redirect (the connection passes
+	// through the agent, which copies it) even where only mirrors
+	// subscribe a port; by default such ports are mirrored from captured
+	// packets, out of the connections' path.
+	MirrorByRedirect bool
 }
 
 // NewManager serves pod's incoming traffic.
@@ -66,6 +72,9 @@ func NewManager(pod Pod, opts Options) *Manager {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{pod: pod, log: log, backend: opts.Backend, table: newTable(), ctx: ctx, cancel: cancel}
+	if !opts.MirrorByRedirect {
+		m.sniff = newSniffer(ctx, pod, m.table, log)
+	}
 	marked := &outgoing.Dialer{Socket: func(domain, typ, proto int) (int, error) {
 		fd, err := pod.Socket(domain, typ, proto)
 		if err == nil {
@@ -127,11 +136,10 @@ func (m *Manager) Subscribe(ctx context.Context, si *protocol.SessionInfo, args 
 	if overridden != nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("took port %d over from %s", args.Port, overridden.Describe()))
 	}
-	m.mu.Lock()
-	red := m.red
-	m.mu.Unlock()
-	if err := red.Add(args.Port); err != nil {
+	how, err := m.place(args.Port)
+	if err != nil {
 		m.table.remove(args.Port, si.ID)
+		m.place(args.Port)
 		return res, fmt.Errorf("redirect port %d: %w", args.Port, err)
 	}
 	if args.Flush {
@@ -145,15 +153,46 @@ func (m *Manager) Subscribe(ctx context.Context, si *protocol.SessionInfo, args 
 			m.log.Info("reset existing connections so that they reconnect through the steal", "port", args.Port, "connections", n)
 		}
 	}
-	m.log.Info("port subscribed", "session", si.ID, "port", args.Port, "mode", args.Mode, "filtered", filter != nil, "backend", red.Backend())
+	m.log.Info("port subscribed", "session", si.ID, "port", args.Port, "mode", args.Mode, "filtered", filter != nil, "via", how)
 	return res, nil
+}
+
+// place puts port where its subscriptions need it: captured packets when
+// only mirrors subscribe it, the redirect when a steal does, neither when
+// nobody does. It says which.
+func (m *Manager) place(port uint16) (string, error) {
+	mirrorOnly, any := m.table.mirrorOnly(port)
+	m.mu.Lock()
+	red := m.red
+	m.mu.Unlock()
+	switch {
+	case !any:
+		if m.sniff != nil {
+			m.sniff.remove(port)
+		}
+		m.unredirect(port)
+		return "none", nil
+	case mirrorOnly && m.sniff != nil:
+		err := m.sniff.add(port)
+		if err == nil {
+			m.unredirect(port)
+			return "packet capture", nil
+		}
+		m.log.Warn("mirroring by packet capture failed: through the redirect instead", "port", port, "err", err)
+	}
+	if err := red.Add(port); err != nil {
+		return "", err
+	}
+	if m.sniff != nil {
+		m.sniff.remove(port)
+	}
+	return red.Backend(), nil
 }
 
 // Unsubscribe implements protocol.IncomingHandler.
 func (m *Manager) Unsubscribe(_ context.Context, si *protocol.SessionInfo, port uint16) error {
-	if m.table.remove(port, si.ID) {
-		m.unredirect(port)
-	}
+	m.table.remove(port, si.ID)
+	m.place(port)
 	return nil
 }
 
@@ -170,7 +209,7 @@ func (m *Manager) Pause(_ context.Context, si *protocol.SessionInfo, paused bool
 func (m *Manager) SessionGone(id string) {
 	m.table.setPaused(id, false)
 	for _, p := range m.table.removeSession(id) {
-		m.unredirect(p)
+		m.place(p)
 	}
 	m.router.pool.ForgetPrefix("session " + id + " ")
 }
@@ -255,6 +294,9 @@ func (m *Manager) accept(ln net.Listener, own uint16) {
 // Close removes the redirect and ends every connection in progress.
 func (m *Manager) Close() error {
 	m.cancel()
+	if m.sniff != nil {
+		m.sniff.close()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var err error

@@ -105,21 +105,34 @@ func (t *table) remove(port uint16, id string) (empty bool) {
 	return false
 }
 
-// removeSession ends every subscription of id and returns the ports left
-// without any.
-func (t *table) removeSession(id string) (emptied []uint16) {
+// mirrorOnly reports whether port has subscriptions (any) and whether
+// they are all mirrors.
+func (t *table) mirrorOnly(port uint16) (mirrorOnly, any bool) {
 	t.mu.Lock()
-	ports := make([]uint16, 0, len(t.ports))
-	for p := range t.ports {
-		ports = append(ports, p)
-	}
-	t.mu.Unlock()
-	for _, p := range ports {
-		if t.remove(p, id) {
-			emptied = append(emptied, p)
+	defer t.mu.Unlock()
+	subs := t.ports[port]
+	for _, s := range subs {
+		if s.mode != protocol.ModeMirror {
+			return false, true
 		}
 	}
-	return emptied
+	return len(subs) > 0, len(subs) > 0
+}
+
+// removeSession ends every subscription of id and returns the ports it
+// had (some may have other subscriptions left).
+func (t *table) removeSession(id string) (had []uint16) {
+	t.mu.Lock()
+	for p, subs := range t.ports {
+		if slices.ContainsFunc(subs, func(s *sub) bool { return s.sess.SessionID() == id }) {
+			had = append(had, p)
+		}
+	}
+	t.mu.Unlock()
+	for _, p := range had {
+		t.remove(p, id)
+	}
+	return had
 }
 
 // route is the subscriptions of one port at the moment a connection came.

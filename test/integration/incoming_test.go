@@ -165,6 +165,12 @@ func TestIncomingMirror(t *testing.T) {
 	if n := strings.Count(se.stdout.String(), "got /mirrored/"); n != 3 {
 		t.Errorf("the local server saw %d of 3 mirrored requests:\n%s\nstderr:\n%s", n, se.stdout.String(), se.stderr.String())
 	}
+	// Mirrored from captured packets: the pod's connections are not
+	// redirected through the agent.
+	out, _ := exec.Command("ip", "netns", "exec", s.pod.NS, "nft", "list", "ruleset").CombinedOutput()
+	if strings.Contains(string(out), fmt.Sprintf("dport %d", podns.HTTPPort)) {
+		t.Errorf("port %d is redirected under a mirror:\n%s", podns.HTTPPort, out)
+	}
 }
 
 func TestIncomingSteal(t *testing.T) {

@@ -1,0 +1,393 @@
+package incoming
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// sniffer mirrors the ports that only mirroring sessions subscribe without
+// being in their path: a packet socket in the target's network namespace
+// sees each inbound TCP segment to those ports (on every interface,
+// loopback included), and the agent reassembles each connection's client
+// bytes and hands them to the mirrors. The original server's connections
+// are the kernel's alone: a slow, paused or dead agent can't slow them.
+// Connections are mirrored from their SYN; a port that gets a steal
+// subscription goes back to the redirect, and its connections opened
+// before go on being mirrored from here.
+type sniffer struct {
+	pod   Pod
+	table *table
+	log   *slog.Logger
+	ctx   context.Context
+
+	mu    sync.Mutex
+	fd    int
+	ports map[uint16]bool
+	conns map[flowKey]*sniffConn
+}
+
+// flowKey is a connection, client side first.
+type flowKey struct{ src, dst netip.AddrPort }
+
+// sniffConn is one mirrored connection: the next client byte expected,
+// segments that came early, and a sink per mirroring session.
+type sniffConn struct {
+	next    uint32
+	early   map[uint32][]byte // by sequence number
+	earlyN  int
+	finAt   uint32
+	fin     bool
+	sinks   []*mirrorSink
+	touched time.Time
+}
+
+// maxEarly bounds the out-of-order bytes held for one connection; beyond,
+// its copy is dropped.
+const maxEarly = 1 << 20
+
+// sniffIdle ends the copy of a connection nothing was seen of for so long
+// (its FIN or RST was missed).
+const sniffIdle = 10 * time.Minute
+
+func newSniffer(ctx context.Context, pod Pod, t *table, log *slog.Logger) *sniffer {
+	return &sniffer{pod: pod, table: t, log: log, ctx: ctx, fd: -1, ports: map[uint16]bool{}, conns: map[flowKey]*sniffConn{}}
+}
+
+// add starts mirroring new connections to port.
+func (s *sniffer) add(port uint16) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ports[port] {
+		return nil
+	}
+	if s.fd < 0 {
+		fd, err := s.pod.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		// Bursts must not overflow it: what is lost is a mirror's copy.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+		}
+		s.fd = fd
+		if err := s.filterLocked(map[uint16]bool{port: true}); err != nil {
+			unix.Close(fd)
+			s.fd = -1
+			return err
+		}
+		go s.read(fd)
+		go s.sweep()
+	}
+	ports := map[uint16]bool{port: true}
+	for p := range s.ports {
+		ports[p] = true
+	}
+	if err := s.filterLocked(ports); err != nil {
+		return err
+	}
+	s.ports = ports
+	return nil
+}
+
+// remove stops mirroring new connections to port; those being mirrored go
+// on until they end.
+func (s *sniffer) remove(port uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ports[port] {
+		return
+	}
+	delete(s.ports, port)
+	if len(s.ports) == 0 && len(s.conns) == 0 && s.fd >= 0 {
+		unix.Close(s.fd) // ends read
+		s.fd = -1
+		return
+	}
+	if len(s.ports) > 0 {
+		s.filterLocked(s.ports)
+	}
+}
+
+// filterLocked attaches a classic BPF program that passes TCP segments to
+// the ports (IPv4 and IPv6 without extension headers) and nothing else.
+func (s *sniffer) filterLocked(ports map[uint16]bool) error {
+	prog := sniffFilter(ports)
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	return unix.SetsockoptSockFprog(s.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog)
+}
+
+func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
+	const (
+		ldW  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		ldH  = unix.BPF_LD | unix.BPF_H | unix.BPF_ABS
+		ldB  = unix.BPF_LD | unix.BPF_B | unix.BPF_ABS
+		ldHX = unix.BPF_LD | unix.BPF_H | unix.BPF_IND
+		ldxB = unix.BPF_LDX | unix.BPF_B | unix.BPF_MSH
+		jeq  = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		jset = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
+		ja   = unix.BPF_JMP | unix.BPF_JA
+		ret  = unix.BPF_RET | unix.BPF_K
+		// SKF_AD_OFF + SKF_AD_PROTOCOL: the frame's ethertype.
+		adProtocol = 0xfffff000
+		// Where the port checks start (see the layout below).
+		portsAt = 13
+	)
+	if len(ports) == 0 {
+		return []unix.SockFilter{{Code: ret, K: 0}}
+	}
+	list := make([]uint16, 0, len(ports))
+	for p := range ports {
+		list = append(list, p)
+	}
+	accept := portsAt + len(list)
+	reject := accept + 1
+	to := func(at, target int) uint8 { return uint8(target - at - 1) }
+	p := []unix.SockFilter{
+		/* 0 */ {Code: ldW, K: adProtocol},
+		/* 1 */ {Code: jeq, K: unix.ETH_P_IP, Jt: to(1, 3), Jf: to(1, 2)},
+		/* 2 */ {Code: jeq, K: unix.ETH_P_IPV6, Jt: to(2, 10), Jf: to(2, reject)},
+		// IPv4: TCP, not a later fragment; the destination port after IHL.
+		/* 3 */ {Code: ldB, K: 9},
+		/* 4 */ {Code: jeq, K: unix.IPPROTO_TCP, Jt: to(4, 5), Jf: to(4, reject)},
+		/* 5 */ {Code: ldH, K: 6},
+		/* 6 */ {Code: jset, K: 0x1fff, Jt: to(6, reject), Jf: to(6, 7)},
+		/* 7 */ {Code: ldxB, K: 0},
+		/* 8 */ {Code: ldHX, K: 2},
+		/* 9 */ {Code: ja, K: uint32(portsAt - 9 - 1)},
+		// IPv6: TCP as the next header (no extension headers).
+		/* 10 */ {Code: ldB, K: 6},
+		/* 11 */ {Code: jeq, K: unix.IPPROTO_TCP, Jt: to(11, 12), Jf: to(11, reject)},
+		/* 12 */ {Code: ldH, K: 42},
+	}
+	for i, port := range list {
+		at := portsAt + i
+		next := at + 1
+		if i == len(list)-1 {
+			next = reject
+		}
+		p = append(p, unix.SockFilter{Code: jeq, K: uint32(port), Jt: to(at, accept), Jf: to(at, next)})
+	}
+	return append(p, unix.SockFilter{Code: ret, K: 0x40000}, unix.SockFilter{Code: ret, K: 0})
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// read receives segments until the socket is closed.
+func (s *sniffer) read(fd int) {
+	buf := make([]byte, 1<<16)
+	for {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			if err == unix.EINTR || err == unix.EAGAIN {
+				continue
+			}
+			return // closed
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue // loopback shows each segment twice
+		}
+		s.segment(buf[:n])
+	}
+}
+
+// segment handles one captured IP packet.
+func (s *sniffer) segment(b []byte) {
+	var src, dst netip.Addr
+	var tcp []byte
+	switch {
+	case len(b) >= 20 && b[0]>>4 == 4:
+		ihl := int(b[0]&0xf) * 4
+		total := int(binary.BigEndian.Uint16(b[2:]))
+		if total > len(b) || total == 0 {
+			total = len(b) // offloaded segments may say 0
+		}
+		if ihl < 20 || total < ihl+20 {
+			return
+		}
+		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+		tcp = b[ihl:total]
+	case len(b) >= 40 && b[0]>>4 == 6:
+		plen := int(binary.BigEndian.Uint16(b[4:]))
+		if plen == 0 || 40+plen > len(b) {
+			plen = len(b) - 40
+		}
+		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+		tcp = b[40 : 40+plen]
+	default:
+		return
+	}
+	if len(tcp) < 20 {
+		return
+	}
+	off := int(tcp[12]>>4) * 4
+	if off < 20 || off > len(tcp) {
+		return
+	}
+	key := flowKey{netip.AddrPortFrom(src, binary.BigEndian.Uint16(tcp[0:])), netip.AddrPortFrom(dst, binary.BigEndian.Uint16(tcp[2:]))}
+	seq := binary.BigEndian.Uint32(tcp[4:])
+	flags := tcp[13]
+	const fin, syn, rst, ack = 0x01, 0x02, 0x04, 0x10
+	payload := tcp[off:]
+
+	s.mu.Lock()
+	c := s.conns[key]
+	if flags&syn != 0 && flags&ack == 0 {
+		if c != nil || !s.ports[key.dst.Port()] {
+			s.mu.Unlock()
+			return // a retransmitted SYN, or a port back on the redirect
+		}
+		c = s.open(key)
+		if c == nil {
+			s.mu.Unlock()
+			return
+		}
+		c.next = seq + 1
+		s.conns[key] = c
+		s.mu.Unlock()
+		return
+	}
+	if c == nil {
+		s.mu.Unlock()
+		return
+	}
+	c.touched = time.Now()
+	if flags&rst != 0 {
+		s.endLocked(key, c)
+		s.mu.Unlock()
+		return
+	}
+	if len(payload) > 0 {
+		c.accept(seq, payload)
+	}
+	if flags&fin != 0 {
+		c.fin, c.finAt = true, seq+uint32(len(payload))
+	}
+	if c.fin && c.next == c.finAt || c.earlyN > maxEarly {
+		s.endLocked(key, c)
+	}
+	s.mu.Unlock()
+}
+
+// open starts the copies of a new connection, one per mirroring session
+// of its port; nil when the port has none any more.
+func (s *sniffer) open(key flowKey) *sniffConn {
+	r := s.table.route(key.dst.Port())
+	if len(r.mirrors) == 0 {
+		return nil
+	}
+	hdr := protocol.IncomingHeader{Port: key.dst.Port(), Remote: key.src.String(), Local: key.dst.String(), Mode: protocol.ModeMirror}
+	c := &sniffConn{early: map[uint32][]byte{}, touched: time.Now()}
+	for _, m := range r.mirrors {
+		c.sinks = append(c.sinks, newMirrorSink(s.ctx, m.sess.(Handoff), hdr, s.log))
+	}
+	return c
+}
+
+// accept takes a segment's payload: in order it goes to the sinks (with
+// whatever came early and now follows), a retransmission is trimmed,
+// an early one waits.
+func (c *sniffConn) accept(seq uint32, p []byte) {
+	if d := int32(c.next - seq); d > 0 {
+		if int(d) >= len(p) {
+			return // all seen before
+		}
+		p, seq = p[d:], c.next
+	}
+	if seq != c.next {
+		if _, ok := c.early[seq]; !ok {
+			c.early[seq] = append([]byte(nil), p...)
+			c.earlyN += len(p)
+		}
+		return
+	}
+	c.deliver(p)
+	for {
+		q, ok := c.early[c.next]
+		if !ok {
+			// An early segment may overlap what was just delivered.
+			for at, b := range c.early {
+				if d := int32(c.next - at); d > 0 {
+					delete(c.early, at)
+					c.earlyN -= len(b)
+					if int(d) < len(b) {
+						c.early[c.next] = b[d:]
+						c.earlyN += len(b) - int(d)
+					}
+				}
+			}
+			if q, ok = c.early[c.next]; !ok {
+				return
+			}
+		}
+		delete(c.early, c.next)
+		c.earlyN -= len(q)
+		c.deliver(q)
+	}
+}
+
+func (c *sniffConn) deliver(p []byte) {
+	for _, k := range c.sinks {
+		k.offer(p)
+	}
+	c.next += uint32(len(p))
+}
+
+func (s *sniffer) endLocked(key flowKey, c *sniffConn) {
+	for _, k := range c.sinks {
+		if c.earlyN > maxEarly || len(c.early) > 0 && !c.fin {
+			k.drop() // bytes are missing: the copy is not the connection's
+		}
+		k.finish()
+	}
+	delete(s.conns, key)
+	if len(s.ports) == 0 && len(s.conns) == 0 && s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+}
+
+// sweep ends the copies of connections gone quiet, until the socket is
+// closed.
+func (s *sniffer) sweep() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if s.fd < 0 {
+			s.mu.Unlock()
+			return
+		}
+		for k, c := range s.conns {
+			if time.Since(c.touched) > sniffIdle {
+				s.endLocked(k, c)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// close stops everything.
+func (s *sniffer) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, c := range s.conns {
+		s.endLocked(k, c)
+	}
+	if s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+}
