@@ -345,7 +345,7 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 			},
 		}}
 		ctr.SecurityContext = &corev1.SecurityContext{
-			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}},
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}},
 		}
 		if cfg.Privileged {
 			ctr.SecurityContext.Privileged = ptrTo(true)

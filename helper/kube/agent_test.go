@@ -42,7 +42,7 @@ func TestAgentJob(t *testing.T) {
 		t.Errorf("image %s %s %v", ctr.Image, ctr.ImagePullPolicy, spec.ImagePullSecrets)
 	case ctr.SecurityContext.Privileged != nil:
 		t.Error("privileged without agent.privileged")
-	case !slices.Equal(ctr.SecurityContext.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}):
+	case !slices.Equal(ctr.SecurityContext.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}):
 		t.Errorf("capabilities %v", ctr.SecurityContext.Capabilities.Add)
 	case !strings.Contains(args, "--target-container-id "+target.ContainerID), !strings.Contains(args, "--token-sha256 "+hash.String()),
 		strings.Contains(args, "secret-token"), !strings.Contains(args, "--listen 127.0.0.1:7463"), !strings.Contains(args, "--idle-timeout 30s"):

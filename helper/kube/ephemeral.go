@@ -52,7 +52,7 @@ func EphemeralContainer(opts AgentOptions, name string, port int) corev1.Ephemer
 		args = append(args, "--idle-timeout", s.String())
 	}
 	sc := &corev1.SecurityContext{
-		Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}},
+		Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}},
 		// The target may run as another user; the agent reads its /proc.
 		RunAsUser:    ptrTo(int64(0)),
 		RunAsNonRoot: ptrTo(false),
