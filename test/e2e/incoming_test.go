@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doppel-dev/doppel/agent/target"
 	"github.com/doppel-dev/doppel/test/e2e/framework"
 )
 
@@ -140,5 +141,48 @@ func TestIncomingTwoHeaderFilters(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("alice:\n%s\nbob:\n%s", alice.stderr.String(), bob.stderr.String())
+	}
+}
+
+// SIGKILL of the agent during a steal and during a mirror: the pod's own
+// server answers the frontend again at once — requests sent after the kill
+// fail only if they were in flight on a connection the agent held (at most
+// one here, requests one at a time).
+func TestIncomingAgentKilled(t *testing.T) {
+	deployStaging(t)
+	frontend := "http://" + cluster.PortForward(t, "staging", podOf(t, "frontend"), 8080)
+	for _, tc := range []struct{ incoming, subscribed, greeting string }{
+		{"steal", "steal", "stolen before the agent's death"},
+		{"{mode: mirror, flush_connections: true}", "mirror", clusterGreeting},
+	} {
+		t.Run(tc.subscribed, func(t *testing.T) {
+			p := localBackend(t, tc.greeting, tc.incoming, tc.subscribed)
+			framework.Eventually(t, 30*time.Second, func() error {
+				return frontendSays(t, frontend, "before", tc.greeting)
+			})
+			ctx := framework.Context(t, time.Minute)
+			agent := agentPod(t, ctx, "staging")
+			pid, err := target.FindContainer("/proc", agent.Status.ContainerStatuses[0].ContainerID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil { // the agent this test's session started
+				t.Fatal(err)
+			}
+			killed := time.Now()
+			failed := 0
+			for i := range 20 {
+				if err := frontendSays(t, frontend, fmt.Sprintf("after-%d", i), clusterGreeting); err != nil {
+					failed++
+					t.Logf("request %d after the kill: %v", i, err)
+				}
+			}
+			t.Logf("20 requests in %s after the agent's SIGKILL, %d failed", time.Since(killed).Round(time.Millisecond), failed)
+			if failed > 1 {
+				t.Errorf("%d of 20 requests after the agent's SIGKILL failed, want at most the one in flight", failed)
+			}
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			p.wait(t, 30*time.Second)
+		})
 	}
 }
