@@ -152,7 +152,7 @@ func TestIncomingAgentKilled(t *testing.T) {
 	deployStaging(t)
 	frontend := "http://" + cluster.PortForward(t, "staging", podOf(t, "frontend"), 8080)
 	for _, tc := range []struct{ incoming, subscribed, greeting string }{
-		{"steal", "steal", "stolen before the agent's death"},
+		{"steal", "steal", "stolen until the agent is killed"},
 		{"{mode: mirror, flush_connections: true}", "mirror", clusterGreeting},
 	} {
 		t.Run(tc.subscribed, func(t *testing.T) {
