@@ -5,6 +5,9 @@
 //	toolbox get [-timeout 10s] URL  print the body; fail on error or non-2xx
 //	toolbox load -n N|-duration D [-c C] [-rate R] URL
 //	                                bounded HTTP load; one JSON line of results
+//	toolbox upgrade URL LINE...     Upgrade: echo, then send lines, print answers
+//	toolbox h2c URL                 two gRPC-shaped calls on one h2c connection
+//	toolbox raw HOST:PORT DATA      send non-HTTP bytes, print the first line back
 //	toolbox resolve NAME            print NAME's addresses, one a line
 //	toolbox udp-echo [-port 8080]   echo UDP datagrams back to their sender
 //	toolbox sleep                   wait for SIGTERM or SIGINT, then exit 0
@@ -24,6 +27,9 @@ var commands = map[string]command{
 	"serve":    serveCmd,
 	"get":      getCmd,
 	"load":     loadCmd,
+	"upgrade":  upgradeCmd,
+	"h2c":      h2cCmd,
+	"raw":      rawCmd,
 	"resolve":  resolveCmd,
 	"udp-echo": udpEchoCmd,
 	"sleep":    sleepCmd,
@@ -48,6 +54,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) int {
-	fmt.Fprintln(w, "usage: toolbox serve|get|load|resolve|udp-echo|sleep|ps|cat [args]")
+	fmt.Fprintln(w, "usage: toolbox serve|get|load|upgrade|h2c|raw|resolve|udp-echo|sleep|ps|cat [args]")
 	return 2
 }

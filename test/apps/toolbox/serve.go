@@ -15,13 +15,17 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", 8080, "TCP port to listen on")
+	name := fs.String("name", "", "who the answers say they are from (default: the host name)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	host, err := os.Hostname()
-	if err != nil {
-		fmt.Fprintf(stderr, "toolbox serve: %v\n", err)
-		return 1
+	host := *name
+	if host == "" {
+		var err error
+		if host, err = os.Hostname(); err != nil {
+			fmt.Fprintf(stderr, "toolbox serve: %v\n", err)
+			return 1
+		}
 	}
 	h := httpserve.LogRequests(helloHandler(host, os.LookupEnv), stdout)
 	if err := httpserve.Run(fmt.Sprintf(":%d", *port), h); err != nil {
@@ -48,6 +52,7 @@ func helloHandler(hostname string, lookupEnv func(string) (string, bool)) http.H
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, v+"\n")
 	})
+	protocolHandlers(mux, hostname)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
