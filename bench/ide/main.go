@@ -32,43 +32,29 @@ import (
 
 	"go.lsp.dev/jsonrpc2"
 
+	"github.com/doppel-dev/doppel/bench/internal/cluster"
 	"github.com/doppel-dev/doppel/helper/ide"
 )
 
 var (
-	kubectl   = flag.String("kubectl", filepath.Join(os.Getenv("HOME"), ".cache/doppel/bin/kubectl"), "kubectl binary")
 	doppel    = flag.String("doppel", "bin/doppel", "doppel binary (make doppel; bin/libdoppel.so beside it: make shim)")
-	image     = flag.String("agent-image", "", "agent image (default: doppel-agent:<git describe>, as make image tags it)")
 	dlv       = flag.String("dlv", filepath.Join(os.Getenv("HOME"), ".cache/doppel/tools/dlv"), "Delve, for the go row (skipped when missing)")
 	runs      = flag.Int("runs", 5, "runs of each measurement")
 	namespace = "doppel-bench-ide-" + strconv.Itoa(rand.IntN(1e6))
 )
 
+// agentImage is the agent image the sessions use.
+var agentImage string
+
 func main() {
 	flag.Parse()
-	if *image == "" {
-		out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output()
-		if err != nil {
-			fail(fmt.Errorf("git describe: %w (pass -agent-image)", err))
-		}
-		*image = "doppel-agent:" + strings.TrimSpace(string(out))
+	var err error
+	if agentImage, err = cluster.AgentImage(); err != nil {
+		cluster.Fail(err)
 	}
 	if err := run(); err != nil {
-		fail(err)
+		cluster.Fail(err)
 	}
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "bench:", err)
-	os.Exit(1)
-}
-
-func k(args ...string) (string, error) {
-	out, err := exec.Command(*kubectl, args...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("kubectl %v: %v\n%s", args, err, out)
-	}
-	return string(out), nil
 }
 
 type stdio struct {
@@ -94,15 +80,15 @@ func median(xs []float64) float64 {
 }
 
 func run() error {
-	if _, err := k("create", "namespace", namespace); err != nil {
+	if _, err := cluster.K("create", "namespace", namespace); err != nil {
 		return err
 	}
-	defer k("delete", "namespace", namespace, "--wait=false")
-	if _, err := k("run", "-n", namespace, "target", "--image=doppel.local/toolbox:dev", "--image-pull-policy=Never",
+	defer cluster.K("delete", "namespace", namespace, "--wait=false")
+	if _, err := cluster.K("run", "-n", namespace, "target", "--image=doppel.local/toolbox:dev", "--image-pull-policy=Never",
 		"--restart=Never", "--", "serve", "-port", "8080"); err != nil {
 		return err
 	}
-	if _, err := k("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "--timeout=60s"); err != nil {
+	if _, err := cluster.K("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "--timeout=60s"); err != nil {
 		return err
 	}
 	wd, err := os.MkdirTemp("", "doppel-bench-ide")
@@ -112,7 +98,7 @@ func run() error {
 	defer os.RemoveAll(wd)
 	os.MkdirAll(filepath.Join(wd, ".doppel"), 0o755)
 	cfg := fmt.Sprintf("target: {path: pod/target, namespace: %s}\nagent: {image: %q, image_pull_policy: Never, communication_timeout: 2, ttl: 1}\n"+
-		"feature: {network: {incoming: \"off\"}}\n", namespace, *image)
+		"feature: {network: {incoming: \"off\"}}\n", namespace, agentImage)
 	if err := os.WriteFile(filepath.Join(wd, ".doppel", "config.yaml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}

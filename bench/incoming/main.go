@@ -37,12 +37,12 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/doppel-dev/doppel/bench/internal/cluster"
 )
 
 var (
-	kubectl     = flag.String("kubectl", filepath.Join(os.Getenv("HOME"), ".cache/doppel/bin/kubectl"), "kubectl binary")
 	doppel      = flag.String("doppel", "bin/doppel", "doppel binary (make doppel)")
-	image       = flag.String("agent-image", "", "agent image (default: doppel-agent:<git describe>, as make image tags it)")
 	requests    = flag.Int("requests", 500, "requests of the steal latency measurement")
 	conc        = flag.Int("c", 8, "connections of the unmatched-requests measurement")
 	seconds     = flag.Duration("duration", 10*time.Second, "length of the unmatched-requests measurement")
@@ -60,26 +60,21 @@ const envLocal = "DOPPEL_BENCH_INCOMING_LOCAL"
 
 const benchHeader = "X-Doppel-Bench"
 
+// agentImage is the agent image the sessions use.
+var agentImage string
+
 func main() {
 	if file := os.Getenv(envLocal); file != "" {
 		os.Exit(localServer(file))
 	}
 	flag.Parse()
-	if *image == "" {
-		out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output()
-		if err != nil {
-			fail(fmt.Errorf("git describe: %w (pass -agent-image)", err))
-		}
-		*image = "doppel-agent:" + strings.TrimSpace(string(out))
+	var err error
+	if agentImage, err = cluster.AgentImage(); err != nil {
+		cluster.Fail(err)
 	}
 	if err := run(); err != nil {
-		fail(err)
+		cluster.Fail(err)
 	}
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "bench:", err)
-	os.Exit(1)
 }
 
 func localServer(countFile string) int {
@@ -125,10 +120,10 @@ type row struct {
 }
 
 func run() error {
-	if _, err := k("create", "namespace", namespace); err != nil {
+	if _, err := cluster.K("create", "namespace", namespace); err != nil {
 		return err
 	}
-	defer k("delete", "namespace", namespace, "--wait=false")
+	defer cluster.K("delete", "namespace", namespace, "--wait=false")
 	manifest := `apiVersion: v1
 kind: Pod
 metadata: {name: target, labels: {app: target}}
@@ -146,13 +141,13 @@ spec:
   containers:
   - {name: main, image: doppel.local/toolbox:dev, imagePullPolicy: Never, args: [sleep]}
 `
-	if _, err := kIn(manifest, "apply", "-n", namespace, "-f", "-"); err != nil {
+	if _, err := cluster.KIn(manifest, "apply", "-n", namespace, "-f", "-"); err != nil {
 		return err
 	}
-	if _, err := k("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "pod/client", "--timeout=60s"); err != nil {
+	if _, err := cluster.K("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "pod/client", "--timeout=60s"); err != nil {
 		return err
 	}
-	ip, err := k("get", "pod", "-n", namespace, "target", "-o", "jsonpath={.status.podIP}")
+	ip, err := cluster.K("get", "pod", "-n", namespace, "target", "-o", "jsonpath={.status.podIP}")
 	if err != nil {
 		return err
 	}
@@ -281,7 +276,7 @@ func mark(ok bool) string {
 // loadFrom runs `toolbox load` in the client pod and checks who answered.
 func loadFrom(url, answeredBy string, args ...string) (loadResult, error) {
 	var res loadResult
-	out, err := k(append(append([]string{"exec", "-n", namespace, "client", "-c", "main", "--", "/toolbox", "load"}, args...), url)...)
+	out, err := cluster.K(append(append([]string{"exec", "-n", namespace, "client", "-c", "main", "--", "/toolbox", "load"}, args...), url)...)
 	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
 		return res, fmt.Errorf("toolbox load: %v %v: %s", err, jerr, out)
 	}
@@ -306,7 +301,7 @@ func withSession(incoming, notice string, during func() error, after func(int64,
 	defer os.RemoveAll(wd)
 	os.MkdirAll(filepath.Join(wd, ".doppel"), 0o755)
 	cfg := fmt.Sprintf("target: {path: pod/target, namespace: %s}\nagent: {image: %q, image_pull_policy: Never, communication_timeout: 2, ttl: 1}\nfeature:\n  network:\n    incoming: %s\n",
-		namespace, *image, incoming)
+		namespace, agentImage, incoming)
 	if err := os.WriteFile(filepath.Join(wd, ".doppel", "config.yaml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -379,20 +374,4 @@ func withSession(incoming, notice string, during func() error, after func(int64,
 		after(n, stderr.String())
 	}
 	return nil
-}
-
-func k(args ...string) (string, error) { return kIn("", args...) }
-
-func kIn(stdin string, args ...string) (string, error) {
-	cmd := exec.Command(*kubectl, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if err != nil {
-		return out.String(), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, errOut.String())
-	}
-	return out.String(), nil
 }

@@ -27,35 +27,30 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/doppel-dev/doppel/bench/internal/cluster"
 )
 
 var (
-	kubectl   = flag.String("kubectl", filepath.Join(os.Getenv("HOME"), ".cache/doppel/bin/kubectl"), "kubectl binary")
 	doppel    = flag.String("doppel", "bin/doppel", "doppel binary (make doppel)")
-	image     = flag.String("agent-image", "", "agent image (default: doppel-agent:<git describe>, as make image tags it)")
 	runs      = flag.Int("runs", 3, "runs of each startup measurement")
 	mib       = flag.Int("mib", 256, "MiB per throughput run")
 	requests  = flag.Int("requests", 200, "requests of the latency measurement")
 	namespace = "doppel-bench-" + strconv.Itoa(rand.IntN(1e6))
 )
 
+// agentImage is the agent image the sessions use.
+var agentImage string
+
 func main() {
 	flag.Parse()
-	if *image == "" {
-		out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output()
-		if err != nil {
-			fail(fmt.Errorf("git describe: %w (pass -agent-image)", err))
-		}
-		*image = "doppel-agent:" + strings.TrimSpace(string(out))
+	var err error
+	if agentImage, err = cluster.AgentImage(); err != nil {
+		cluster.Fail(err)
 	}
 	if err := run(); err != nil {
-		fail(err)
+		cluster.Fail(err)
 	}
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "bench:", err)
-	os.Exit(1)
 }
 
 type row struct {
@@ -66,10 +61,10 @@ type row struct {
 }
 
 func run() error {
-	if _, err := k("create", "namespace", namespace); err != nil {
+	if _, err := cluster.K("create", "namespace", namespace); err != nil {
 		return err
 	}
-	defer k("delete", "namespace", namespace, "--wait=false")
+	defer cluster.K("delete", "namespace", namespace, "--wait=false")
 	manifest := `apiVersion: v1
 kind: Pod
 metadata: {name: target, labels: {app: bulk}}
@@ -86,10 +81,10 @@ spec:
   selector: {app: bulk}
   ports: [{port: 80, targetPort: 8080}]
 `
-	if _, err := kIn(manifest, "apply", "-n", namespace, "-f", "-"); err != nil {
+	if _, err := cluster.KIn(manifest, "apply", "-n", namespace, "-f", "-"); err != nil {
 		return err
 	}
-	if _, err := k("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "--timeout=60s"); err != nil {
+	if _, err := cluster.K("wait", "-n", namespace, "--for=condition=Ready", "pod/target", "--timeout=60s"); err != nil {
 		return err
 	}
 	wd, err := os.MkdirTemp("", "doppel-bench-kube")
@@ -98,7 +93,7 @@ spec:
 	}
 	defer os.RemoveAll(wd)
 	os.MkdirAll(filepath.Join(wd, ".doppel"), 0o755)
-	cfg := fmt.Sprintf("target: {path: pod/target, namespace: %s}\nagent: {image: %q, image_pull_policy: Never, communication_timeout: 2, ttl: 1}\n", namespace, *image)
+	cfg := fmt.Sprintf("target: {path: pod/target, namespace: %s}\nagent: {image: %q, image_pull_policy: Never, communication_timeout: 2, ttl: 1}\n", namespace, agentImage)
 	if err := os.WriteFile(filepath.Join(wd, ".doppel", "config.yaml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -131,11 +126,11 @@ spec:
 		cold = append(cold, time.Since(start).Seconds())
 		name := fmt.Sprintf("bare-%d", i)
 		start = time.Now()
-		if _, err := k("run", "-n", namespace, name, "--image=doppel.local/toolbox:dev", "--image-pull-policy=Never",
+		if _, err := cluster.K("run", "-n", namespace, name, "--image=doppel.local/toolbox:dev", "--image-pull-policy=Never",
 			"--restart=Never", "--", "sleep"); err != nil {
 			return err
 		}
-		if _, err := k("wait", "-n", namespace, "--for=condition=Ready", "pod/"+name, "--timeout=60s"); err != nil {
+		if _, err := cluster.K("wait", "-n", namespace, "--for=condition=Ready", "pod/"+name, "--timeout=60s"); err != nil {
 			return err
 		}
 		bare = append(bare, time.Since(start).Seconds())
@@ -162,7 +157,7 @@ spec:
 		row{"start, warm (agent running) vs bare pod start", median(warm), median(bare), "s", "kubectl run + Ready"})
 
 	// Outgoing through doppel vs kubectl port-forward to the same Service.
-	pf := exec.Command(*kubectl, "port-forward", "-n", namespace, "svc/bulk", ":80")
+	pf := exec.Command(cluster.Kubectl(), "port-forward", "-n", namespace, "svc/bulk", ":80")
 	var pfOut bytes.Buffer
 	pf.Stdout = &pfOut
 	if err := pf.Start(); err != nil {
@@ -183,7 +178,7 @@ spec:
 		return fmt.Sprintf("curl -s -o /dev/null -w '%%{speed_download}\\n' http://%s/bytes/%d", host, *mib)
 	}
 	// By ClusterIP, as the port-forward baseline has no name to resolve.
-	ip, err := k("get", "svc", "bulk", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}")
+	ip, err := cluster.K("get", "svc", "bulk", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}")
 	if err != nil {
 		return err
 	}
@@ -228,7 +223,7 @@ spec:
 		fmt.Printf("agent idle RSS (one session): %.1f MiB\n", rss)
 	}
 	if size, err := imageSize(); err == nil {
-		fmt.Printf("agent image %s: %.2f MiB compressed\n", *image, size)
+		fmt.Printf("agent image %s: %.2f MiB compressed\n", agentImage, size)
 	}
 	return nil
 }
@@ -237,7 +232,7 @@ spec:
 // session's idle window and the Job's TTL).
 func waitNoAgent() error {
 	for i := 0; i < 300; i++ {
-		out, err := k("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=doppel-agent", "-o", "name")
+		out, err := cluster.K("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=doppel-agent", "-o", "name")
 		if err != nil {
 			return err
 		}
@@ -270,24 +265,12 @@ func agentRSS() (float64, error) {
 }
 
 func imageSize() (float64, error) {
-	tag := strings.TrimPrefix(*image, "doppel-agent:")
+	tag := strings.TrimPrefix(agentImage, "doppel-agent:")
 	st, err := os.Stat(filepath.Join("bin", "doppel-agent-"+tag+".tar"))
 	if err != nil {
 		return 0, err
 	}
 	return float64(st.Size()) / (1 << 20), nil
-}
-
-func k(args ...string) (string, error) { return kIn("", args...) }
-
-func kIn(stdin string, args ...string) (string, error) {
-	cmd := exec.Command(*kubectl, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("kubectl %v: %v\n%s", args, err, out)
-	}
-	return string(out), nil
 }
 
 func num(s string) float64 {
