@@ -70,6 +70,7 @@ func (s *sniffer) add(port uint16) error {
 	if s.ports[port] {
 		return nil
 	}
+	opened := false
 	if s.fd < 0 {
 		fd, err := s.pod.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
@@ -87,21 +88,20 @@ func (s *sniffer) add(port uint16) error {
 			return err
 		}
 		s.fd, s.file = fd, os.NewFile(uintptr(fd), "doppel-mirror-capture")
-		if err := s.filterLocked(map[uint16]bool{port: true}); err != nil {
+		opened = true
+	}
+	s.ports[port] = true
+	if err := s.refilterLocked(); err != nil {
+		delete(s.ports, port)
+		if opened {
 			s.closeLocked()
-			return err
 		}
+		return err
+	}
+	if opened {
 		go s.read(s.file)
 		go s.sweep()
 	}
-	ports := map[uint16]bool{port: true}
-	for p := range s.ports {
-		ports[p] = true
-	}
-	if err := s.filterLocked(ports); err != nil {
-		return err
-	}
-	s.ports = ports
 	return nil
 }
 
@@ -118,9 +118,21 @@ func (s *sniffer) remove(port uint16) {
 		s.closeLocked() // ends read
 		return
 	}
-	if len(s.ports) > 0 {
-		s.filterLocked(s.ports)
+	s.refilterLocked()
+}
+
+// refilterLocked passes the subscribed ports and those of the connections
+// still being mirrored (a port gone back to the redirect keeps its copies
+// until they end).
+func (s *sniffer) refilterLocked() error {
+	ports := make(map[uint16]bool, len(s.ports))
+	for p := range s.ports {
+		ports[p] = true
 	}
+	for k := range s.conns {
+		ports[k.dst.Port()] = true
+	}
+	return s.filterLocked(ports)
 }
 
 // filterLocked attaches a classic BPF program that passes TCP segments to
@@ -370,8 +382,12 @@ func (s *sniffer) endLocked(key flowKey, c *sniffConn) {
 		k.finish()
 	}
 	delete(s.conns, key)
-	if len(s.ports) == 0 && len(s.conns) == 0 && s.fd >= 0 {
+	switch {
+	case s.fd < 0:
+	case len(s.ports) == 0 && len(s.conns) == 0:
 		s.closeLocked()
+	case !s.ports[key.dst.Port()]:
+		s.refilterLocked() // its port may have no copies left
 	}
 }
 
