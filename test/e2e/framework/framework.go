@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -173,8 +174,11 @@ func (c *Cluster) Exec(ctx context.Context, ns, pod, container string, cmd ...st
 	if err != nil {
 		return "", "", err
 	}
+	// Fall back to SPDY only when the WebSocket upgrade itself failed, as
+	// kubectl does: any other error means the command ran, and running it
+	// again would run it twice.
 	exec, err := remotecommand.NewFallbackExecutor(wsExec, spdyExec, func(err error) bool {
-		return true
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
 	if err != nil {
 		return "", "", err
