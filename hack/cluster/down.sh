@@ -48,6 +48,18 @@ done
 sleep 0.3
 
 rm -f "${shim_sockets[@]}" /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null
+# Shim sockets whose containers containerd no longer lists: shims killed
+# with the rest of an earlier cluster (a CI runner ending every process)
+# leave their sockets, and the containers are gone from the metadata when
+# the cluster comes back. Any socket there that nothing listens on and that
+# is newer than this cluster is one of ours, and useless.
+if [[ -d /run/containerd/s && -f $STATE_DIR/created-dirs ]]; then
+	listening=$(ss -Hxl 2>/dev/null | awk '{print $5}')
+	for sock in /run/containerd/s/*; do
+		[[ -S $sock && $sock -nt $STATE_DIR/created-dirs ]] || continue
+		grep -qxF "$sock" <<<"$listening" || rm -f "$sock"
+	done
+fi
 # Shared directories the cluster created (see up.sh) go when empty.
 if [[ -f $STATE_DIR/created-dirs ]]; then
 	while read -r d; do rmdir "$d" 2>/dev/null; done <"$STATE_DIR/created-dirs"
