@@ -371,7 +371,8 @@ func (c *Client) abort(stream uint32) {
 }
 
 // openStream opens a data stream, sends hdr and reads the agent's reply
-// into reply, all within ctx.
+// into reply, all within ctx; a nil reply is left for the caller to read
+// (an early dial).
 func (c *Client) openStream(ctx context.Context, hdr *StreamHeader, reply message) (*yamux.Stream, error) {
 	if d, ok := ctx.Deadline(); ok {
 		ms := time.Until(d).Milliseconds()
@@ -389,7 +390,7 @@ func (c *Client) openStream(ctx context.Context, hdr *StreamHeader, reply messag
 	}
 	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
 	err = writeMessage(st, hdr, MaxHeaderSize)
-	if err == nil {
+	if err == nil && reply != nil {
 		err = readMessage(st, reply, MaxHeaderSize)
 	}
 	if !stop() {
@@ -419,6 +420,21 @@ func (c *Client) DialTCP(ctx context.Context, address string) (net.Conn, error) 
 		return nil, err // not a nil *Conn in a non-nil net.Conn
 	}
 	return conn, nil
+}
+
+// DialTCPEarly is DialTCP without waiting for the agent's answer: it
+// returns once the dial stream is open, and bytes written meanwhile wait
+// in the stream until the agent's dial succeeds (SPEC.md, "early dial").
+// The answer comes with the first Read: a failed dial is its error, a
+// *RemoteError with the pod's errno (DialFailed tells it apart). This
+// saves a round trip to the agent on every new connection.
+func (c *Client) DialTCPEarly(ctx context.Context, address string) (net.Conn, error) {
+	hdr := &StreamHeader{Kind: StreamDial, Network: "tcp", Address: address}
+	st, err := c.openStream(ctx, hdr, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{client: c, st: st, early: true, remote: parseAddr("tcp", address), local: stringAddr{"tcp", "(dialing)"}}, nil
 }
 
 func (c *Client) dialStream(ctx context.Context, network, address string) (*Conn, error) {

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -803,5 +804,55 @@ func TestAgentShutdownEndsClient(t *testing.T) {
 	}
 	if !errors.Is(c.Err(), ErrConnectionLost) {
 		t.Errorf("Err = %v", c.Err())
+	}
+}
+
+// An early dial returns before the agent answers: what is written at once
+// reaches the pod's server after the dial, and a refusal is the first
+// Read's error, with the pod's errno.
+func TestDialTCPEarly(t *testing.T) {
+	addr := echoServer(t, func(c net.Conn) {
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Fprintf(c, "echo %s", line)
+	})
+	a := startAgent(t, nil)
+	c := a.client(t)
+	ctx := testCtx(t)
+
+	conn, err := c.DialTCPEarly(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("sent before the answer\n")); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := io.ReadAll(conn)
+	if err != nil || string(answer) != "echo sent before the answer\n" {
+		t.Fatalf("answer %q, %v", answer, err)
+	}
+	if _, ok := conn.LocalAddr().(*net.TCPAddr); !ok {
+		t.Errorf("LocalAddr after the answer: %T %v", conn.LocalAddr(), conn.LocalAddr())
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	refused, err := c.DialTCPEarly(ctx, closed)
+	if err != nil {
+		t.Fatalf("an early dial waits for nothing, yet: %v", err)
+	}
+	refused.Write([]byte("dropped with the refused dial\n"))
+	for range 2 { // every Read reports it
+		if _, err := refused.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNREFUSED) || !DialFailed(err) {
+			t.Fatalf("Read of a refused early dial: %v (DialFailed %v)", err, DialFailed(err))
+		}
+	}
+	refused.Close()
+	if _, err := c.DialTCP(ctx, addr); err != nil {
+		t.Errorf("the session after a refused early dial: %v", err)
 	}
 }

@@ -3,9 +3,11 @@ package protocol
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +21,12 @@ type Conn struct {
 	client        *Client
 	st            *yamux.Stream
 	local, remote net.Addr
+
+	// early: the dial's reply is still on the stream (DialTCPEarly); the
+	// first Read takes it, and a failed dial is every Read's error.
+	early     bool
+	replyOnce sync.Once
+	replyErr  error
 
 	mu      sync.Mutex
 	readEOF bool // the pod side finished sending
@@ -34,6 +42,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if closed {
 		return 0, net.ErrClosed
 	}
+	if c.early {
+		if err := c.reply(); err != nil {
+			return 0, err
+		}
+	}
 	n, err := c.st.Read(b)
 	if err == io.EOF {
 		c.mu.Lock()
@@ -41,6 +54,36 @@ func (c *Conn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// reply reads an early dial's reply, once.
+func (c *Conn) reply() error {
+	c.replyOnce.Do(func() {
+		var r DialReply
+		if err := readMessage(c.st, &r, MaxHeaderSize); err != nil {
+			c.replyErr = fmt.Errorf("dial stream: %w", err)
+			return
+		}
+		if r.Error != nil {
+			c.replyErr = remoteError("dial tcp "+c.remote.String(), r.Error)
+			c.mu.Lock()
+			c.readEOF = true // the agent closed the stream: nothing to abort
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Lock()
+		c.local = parseAddr("tcp", r.Local)
+		c.mu.Unlock()
+	})
+	return c.replyErr
+}
+
+// DialFailed reports whether err is an early dial's failure in the pod
+// (as opposed to the connection failing later): the local side should see
+// a refused or reset connection with its errno.
+func DialFailed(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re) && strings.HasPrefix(re.Op, "dial ")
 }
 
 func (c *Conn) Write(b []byte) (int, error) {
@@ -73,7 +116,14 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-func (c *Conn) LocalAddr() net.Addr                { return c.local }
+// LocalAddr is the pod socket's address; for an early dial, a placeholder
+// until the first Read has taken the agent's reply.
+func (c *Conn) LocalAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.local
+}
+
 func (c *Conn) RemoteAddr() net.Addr               { return c.remote }
 func (c *Conn) SetDeadline(t time.Time) error      { return c.st.SetDeadline(t) }
 func (c *Conn) SetReadDeadline(t time.Time) error  { return c.st.SetReadDeadline(t) }

@@ -25,6 +25,12 @@ type OutgoingConfig struct {
 	// true; mirrord's is false, which sends them to the pod's own loopback (sidecars).
 	IgnoreLocalhost bool `json:"ignore_localhost"`
 
+	// Let a TCP connect to a destination the pod reached in the last 30 s return without
+	// waiting for the pod's answer, saving a round trip to the agent on each new connection.
+	// Should the pod refuse it after all, the local connection is reset (ECONNRESET on first
+	// use) instead of failing with ECONNREFUSED. First connections always wait.
+	EarlyConnect bool `json:"early_connect"`
+
 	// Regular expressions of Unix socket paths to connect to in the target pod; other Unix
 	// sockets stay local.
 	UnixStreams StringList `json:"unix_streams,omitempty"`

@@ -168,7 +168,7 @@ func defaults() *Config {
 			FS:  FSConfig{Mode: FSRead},
 			Network: NetworkConfig{
 				Incoming: IncomingConfig{Mode: IncomingMirror, OnPause: OnPauseCluster},
-				Outgoing: OutgoingConfig{TCP: true, UDP: true, IgnoreLocalhost: true},
+				Outgoing: OutgoingConfig{TCP: true, UDP: true, IgnoreLocalhost: true, EarlyConnect: true},
 				DNS:      DNSConfig{Enabled: true},
 			},
 			Hostname: true,

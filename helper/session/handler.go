@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -63,13 +64,25 @@ func (h *handler) Connect(ctx context.Context, r layer.ConnectRequest) layer.Con
 
 // connectTCP dials in the pod first, so the process sees the pod's answer
 // (ECONNREFUSED stays ECONNREFUSED), then lets its socket connect to the
-// tunnel, which splices it to the pod's connection.
+// tunnel, which splices it to the pod's connection. A destination the pod
+// reached lately is dialed early instead (early.go).
 func (h *handler) connectTCP(ctx context.Context, r layer.ConnectRequest) layer.ConnectVerdict {
+	if remote, ok := h.dialEarly(ctx, r.Dst); ok {
+		return h.redirectTCP(remote)
+	}
 	remote, err := h.remote.DialTCP(ctx, r.Dst.String())
 	if err != nil {
+		h.reachable.forget(r.Dst)
 		h.log.Debug("outgoing tcp refused in the pod", "dst", r.Dst, "err", err)
 		return layer.ConnectVerdict{Action: layer.Fail, Errno: errnoOf(err, syscall.ENETUNREACH)}
 	}
+	h.reachable.add(r.Dst)
+	return h.redirectTCP(remote)
+}
+
+// redirectTCP connects the process's socket to the tunnel, which splices it
+// to remote.
+func (h *handler) redirectTCP(remote net.Conn) layer.ConnectVerdict {
 	claimed := make(chan struct{})
 	time.AfterFunc(unclaimedTimeout, func() {
 		select {

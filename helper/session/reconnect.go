@@ -230,6 +230,10 @@ func (r *Reconnecting) DialTCP(ctx context.Context, addr string) (net.Conn, erro
 	return do(ctx, r, func(c *protocol.Client) (net.Conn, error) { return c.DialTCP(ctx, addr) })
 }
 
+func (r *Reconnecting) DialTCPEarly(ctx context.Context, addr string) (net.Conn, error) {
+	return do(ctx, r, func(c *protocol.Client) (net.Conn, error) { return c.DialTCPEarly(ctx, addr) })
+}
+
 func (r *Reconnecting) DialUDP(ctx context.Context, addr string) (net.Conn, error) {
 	return do(ctx, r, func(c *protocol.Client) (net.Conn, error) { return c.DialUDP(ctx, addr) })
 }

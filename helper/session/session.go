@@ -52,11 +52,12 @@ type Session struct {
 	log    *slog.Logger
 	rules  *config.FileRules
 
-	tunnel *tunnel
-	names  *nameTable
-	dns    *dnsResponder
-	files  *remoteFiles
-	tmp    string
+	tunnel    *tunnel
+	reachable *reachableSet // TCP destinations the pod reached lately
+	names     *nameTable
+	dns       *dnsResponder
+	files     *remoteFiles
+	tmp       string
 
 	remoteEnv map[string]string
 	hostname  string
@@ -81,7 +82,7 @@ func New(ctx context.Context, opts Options) (*Session, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Session{cfg: opts.Config, remote: opts.Remote, log: opts.Log, names: newNameTable(),
-		onListen: opts.OnListen, skip: opts.SkipListen, relays: map[relayKey]*udpRelay{}}
+		onListen: opts.OnListen, skip: opts.SkipListen, relays: map[relayKey]*udpRelay{}, reachable: newReachableSet()}
 	env, err := opts.Remote.Env(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the target's environment: %w", err)

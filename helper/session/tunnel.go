@@ -149,6 +149,9 @@ func (t *tunnel) serve(local net.Conn) {
 		local.Close()
 		return
 	}
+	if e, ok := remote.(*earlyConn); ok {
+		e.local = local.(*net.TCPConn)
+	}
 	netpipe.Join(local, remote)
 }
 
