@@ -28,7 +28,11 @@ func (c *call) readSockaddr(addr, size uint64) (raw []byte, dst netip.AddrPort, 
 
 // decide asks the Handler about a connection or datagram to dst.
 func (c *call) decide(s socket, how Call, dst netip.AddrPort) ConnectVerdict {
-	return c.s.h.Connect(c.s.ctx, ConnectRequest{Process: c.id, Proto: s.proto(), Call: how, Dst: dst, SocketFamily: s.family})
+	return c.s.h.Connect(c.s.ctx, c.connectRequest(s, how, dst))
+}
+
+func (c *call) connectRequest(s socket, how Call, dst netip.AddrPort) ConnectRequest {
+	return ConnectRequest{Process: c.id, Proto: s.proto(), Call: how, Dst: dst, SocketFamily: s.family}
 }
 
 // failVerdict answers a Fail verdict.
@@ -61,7 +65,39 @@ func (s *Supervisor) connect(c *call) {
 		return
 	}
 	defer sock.close()
-	v := c.decide(sock, CallConnect, dst)
+	s.carryOutConnect(c, sock, raw, dst, c.decide(sock, CallConnect, dst))
+}
+
+// quickConnect answers a connect on the receive loop when the handler can
+// decide it without waiting (QuickConnects) and the socket is non-blocking.
+// It reports false, having answered nothing, to send the call to connect on
+// a goroutine.
+func (s *Supervisor) quickConnect(c *call, qc QuickConnects) bool {
+	raw, dst, ok := c.readSockaddr(c.arg(1), c.arg(2))
+	if !ok || !c.valid() {
+		c.cont()
+		return true
+	}
+	sock, ok := c.openSocket(c.arg(0))
+	if !ok {
+		c.cont()
+		return true
+	}
+	defer sock.close()
+	if !sock.nonBlocking() {
+		return false
+	}
+	v, decided := qc.QuickConnect(s.ctx, c.connectRequest(sock, CallConnect, dst))
+	if !decided {
+		return false
+	}
+	s.carryOutConnect(c, sock, raw, dst, v)
+	return true
+}
+
+// carryOutConnect answers a connect to dst (raw as the process gave it)
+// with the handler's verdict v.
+func (s *Supervisor) carryOutConnect(c *call, sock socket, raw []byte, dst netip.AddrPort, v ConnectVerdict) {
 	switch v.Action {
 	case Fail:
 		c.failVerdict(v)

@@ -177,6 +177,18 @@ type QuickFiles interface {
 	QuickFile(p Process, path string, write bool) (action FileAction, errno syscall.Errno, decided bool)
 }
 
+// QuickConnects is an optional Handler extension for the hot path: a
+// connect(2) the handler can decide without waiting for anything — a
+// passthrough, the session's DNS responder, an early dial of a destination
+// the pod reached lately — answered on the receive loop itself, saving the
+// hand-off to a goroutine. The layer asks only for non-blocking sockets
+// (their redirected connect cannot block the loop). QuickConnect must not
+// block; Connected callbacks of its verdicts run on the loop too.
+// decided=false sends the call to Connect as usual.
+type QuickConnects interface {
+	QuickConnect(ctx context.Context, r ConnectRequest) (v ConnectVerdict, decided bool)
+}
+
 // HostnameProvider is an optional Handler extension: where the filter traps
 // uname(2) (seccomp.Options.Hostname), the layer answers it with this
 // machine's own utsname but Hostname as the node name.

@@ -53,6 +53,13 @@ func (s socket) inode() uint64 {
 	return st.Ino
 }
 
+// nonBlocking reports whether the process's socket is O_NONBLOCK (its
+// connect returns EINPROGRESS instead of waiting for the handshake).
+func (s socket) nonBlocking() bool {
+	flags, err := unix.FcntlInt(uintptr(s.fd), unix.F_GETFL, 0)
+	return err == nil && flags&unix.O_NONBLOCK != 0
+}
+
 func (s socket) v6only() bool {
 	if s.family != afInet6 {
 		return false

@@ -221,6 +221,12 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		p.release()
 		return
 	}
+	if nr == seccomp.SysConnect {
+		if qc, ok := s.h.(QuickConnects); ok && s.quickConnect(c, qc) {
+			p.release()
+			return
+		}
+	}
 	fa, isFile, ok := c.fileArgs(nr)
 	if isFile && (!ok || s.quickFile(c, fa)) {
 		if !ok {

@@ -143,7 +143,13 @@ func measureConnect(rows *[]row, self string, sink netip.AddrPort, sinkAddr stri
 	if err != nil {
 		return err
 	}
-	*rows = append(*rows, row{"TCP connect+close (redirected, no remote dial)", d, l, "µs/conn", false})
+	q, err := workloadWith(self, quickBenchHandler{&benchHandler{sink: sink}}, "connect", redirected.String(), conns)
+	if err != nil {
+		return err
+	}
+	*rows = append(*rows,
+		row{"TCP connect+close, redirected by Connect (a first dial's path, no remote dial)", d, l, "µs/conn", false},
+		row{"TCP connect+close, redirected on the receive loop (early connect)", d, q, "µs/conn", false})
 	return nil
 }
 
@@ -229,9 +235,18 @@ func num(f float64) string {
 
 // workloadResult runs this binary's workload mode and returns the number it prints.
 func workloadResult(self string, under bool, sink netip.AddrPort, op, arg string, n int) (float64, error) {
+	var h layer.Handler
+	if under {
+		h = &benchHandler{sink: sink}
+	}
+	return workloadWith(self, h, op, arg, n)
+}
+
+// workloadWith runs the workload directly (h nil) or under the layer with h.
+func workloadWith(self string, h layer.Handler, op, arg string, n int) (float64, error) {
 	var out strings.Builder
 	argv := []string{self, "workload", op, arg, strconv.Itoa(n)}
-	if err := runUnder(under, sink, argv, nil, &out); err != nil {
+	if err := runWith(h, argv, nil, &out); err != nil {
 		return 0, err
 	}
 	return strconv.ParseFloat(strings.TrimSpace(out.String()), 64)
@@ -239,8 +254,17 @@ func workloadResult(self string, under bool, sink netip.AddrPort, op, arg string
 
 // runUnder runs argv directly or under the layer with the bench handler.
 func runUnder(under bool, sink netip.AddrPort, argv, env []string, stdout io.Writer) error {
+	var h layer.Handler
+	if under {
+		h = &benchHandler{sink: sink}
+	}
+	return runWith(h, argv, env, stdout)
+}
+
+// runWith runs argv directly (h nil) or under the layer with h.
+func runWith(h layer.Handler, argv, env []string, stdout io.Writer) error {
 	env = append(os.Environ(), env...)
-	if !under {
+	if h == nil {
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env, cmd.Stderr = env, os.Stderr
 		if stdout != nil {
@@ -252,7 +276,7 @@ func runUnder(under bool, sink netip.AddrPort, argv, env []string, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	sup := layer.NewSupervisor(&benchHandler{sink: sink}, layer.Options{Filter: seccomp.Options{Files: true, UDP: true}})
+	sup := layer.NewSupervisor(h, layer.Options{Filter: seccomp.Options{Files: true, UDP: true}})
 	defer sup.Close()
 	tree, err := launcher.Start(context.Background(), launcher.Spec{Filter: sup.Filter()}, launcher.Command{
 		Path: argv[0], Args: argv, Env: env, Stdout: w, Stderr: os.Stderr,
@@ -285,6 +309,14 @@ func (h *benchHandler) Connect(_ context.Context, r layer.ConnectRequest) layer.
 		return layer.ConnectVerdict{Action: layer.Redirect, Redirect: h.sink}
 	}
 	return layer.ConnectVerdict{Action: layer.Passthrough}
+}
+
+// quickBenchHandler decides connects on the layer's receive loop, as a
+// session does for early connects, the DNS responder and local routes.
+type quickBenchHandler struct{ *benchHandler }
+
+func (h quickBenchHandler) QuickConnect(ctx context.Context, r layer.ConnectRequest) (layer.ConnectVerdict, bool) {
+	return h.Connect(ctx, r), true
 }
 
 func (h *benchHandler) Listening(layer.Process, layer.Proto, netip.AddrPort, netip.AddrPort) {}

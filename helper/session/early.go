@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/doppel-dev/doppel/layer"
 	"github.com/doppel-dev/doppel/protocol"
 )
 
@@ -74,18 +75,28 @@ func (r *reachableSet) forget(dst netip.AddrPort) {
 	delete(r.seen, dst)
 }
 
-// dialEarly dials dst early if the config allows it and the pod reached dst
-// lately; ok is false when the caller should dial and wait.
-func (h *handler) dialEarly(ctx context.Context, dst netip.AddrPort) (net.Conn, bool) {
+// connectEarly connects the process's socket to the tunnel at once if the
+// config allows early dials and the pod reached dst lately, and dials once
+// the socket is connected; decided is false when the caller should dial
+// and wait. It waits for nothing, so the layer runs it on its receive loop.
+func (h *handler) connectEarly(ctx context.Context, dst netip.AddrPort) (v layer.ConnectVerdict, decided bool) {
 	ed, can := h.remote.(earlyDialer)
 	if !can || !h.cfg.Feature.Network.Outgoing.EarlyConnect || !h.reachable.fresh(dst) {
-		return nil, false
+		return v, false
 	}
-	conn, err := ed.DialTCPEarly(ctx, dst.String())
-	if err != nil {
-		return nil, false // the session's trouble: the waiting dial reports it
-	}
-	return &earlyConn{Conn: conn, dst: dst, reachable: h.reachable}, true
+	return layer.ConnectVerdict{Action: layer.Redirect, Redirect: h.tunnel.Addr(), Connected: func(local netip.AddrPort) {
+		go func() {
+			conn, err := ed.DialTCPEarly(ctx, dst.String())
+			if err != nil {
+				// The session's trouble (the agent gone): the tunnel
+				// resets the local connection.
+				h.log.Debug("early dial", "dst", dst, "err", err)
+				h.tunnel.register(local, nil)
+				return
+			}
+			h.tunnel.register(local, &earlyConn{Conn: conn, dst: dst, reachable: h.reachable})
+		}()
+	}}, true
 }
 
 // earlyConn is an early dial's connection. Its first Read brings the pod's

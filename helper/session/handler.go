@@ -19,7 +19,10 @@ import (
 // handler answers the layer for a session.
 type handler Session
 
-var _ layer.Handler = (*handler)(nil)
+var (
+	_ layer.Handler       = (*handler)(nil)
+	_ layer.QuickConnects = (*handler)(nil)
+)
 
 func (h *handler) Skip(p layer.Process) bool {
 	return h.cfg.SkipsProcess(p.Exe) || h.cfg.SkipsDebuggerHelper(p.Args) || (p.Exe != "" && p.Exe == selfExe())
@@ -43,18 +46,8 @@ var selfExe = sync.OnceValue(func() string {
 const unclaimedTimeout = 30 * time.Second
 
 func (h *handler) Connect(ctx context.Context, r layer.ConnectRequest) layer.ConnectVerdict {
-	net := h.cfg.Feature.Network
-	if r.Dst.Port() == 53 && net.DNS.Enabled {
-		// Every name server the process was told about is the pod's, and
-		// every query goes through the session's responder.
-		return layer.ConnectVerdict{Action: layer.Redirect, Redirect: h.dns.Addr()}
-	}
-	proto := config.ProtocolTCP
-	if r.Proto == layer.UDP {
-		proto = config.ProtocolUDP
-	}
-	if net.OutgoingRoute(proto, r.Dst, h.names.Names(r.Dst.Addr())) == config.RouteLocal {
-		return layer.ConnectVerdict{Action: layer.Passthrough}
+	if v, ok := h.QuickConnect(ctx, r); ok {
+		return v
 	}
 	if r.Proto == layer.TCP {
 		return h.connectTCP(ctx, r)
@@ -62,14 +55,33 @@ func (h *handler) Connect(ctx context.Context, r layer.ConnectRequest) layer.Con
 	return h.connectUDP(ctx, r)
 }
 
+// QuickConnect decides the connects that wait for nothing: the DNS
+// responder, local routes, and early dials (early.go). The layer calls it
+// on its receive loop.
+func (h *handler) QuickConnect(ctx context.Context, r layer.ConnectRequest) (layer.ConnectVerdict, bool) {
+	net := h.cfg.Feature.Network
+	if r.Dst.Port() == 53 && net.DNS.Enabled {
+		// Every name server the process was told about is the pod's, and
+		// every query goes through the session's responder.
+		return layer.ConnectVerdict{Action: layer.Redirect, Redirect: h.dns.Addr()}, true
+	}
+	proto := config.ProtocolTCP
+	if r.Proto == layer.UDP {
+		proto = config.ProtocolUDP
+	}
+	if net.OutgoingRoute(proto, r.Dst, h.names.Names(r.Dst.Addr())) == config.RouteLocal {
+		return layer.ConnectVerdict{Action: layer.Passthrough}, true
+	}
+	if r.Proto == layer.TCP {
+		return h.connectEarly(ctx, r.Dst)
+	}
+	return layer.ConnectVerdict{}, false
+}
+
 // connectTCP dials in the pod first, so the process sees the pod's answer
 // (ECONNREFUSED stays ECONNREFUSED), then lets its socket connect to the
-// tunnel, which splices it to the pod's connection. A destination the pod
-// reached lately is dialed early instead (early.go).
+// tunnel, which splices it to the pod's connection.
 func (h *handler) connectTCP(ctx context.Context, r layer.ConnectRequest) layer.ConnectVerdict {
-	if remote, ok := h.dialEarly(ctx, r.Dst); ok {
-		return h.redirectTCP(remote)
-	}
 	remote, err := h.remote.DialTCP(ctx, r.Dst.String())
 	if err != nil {
 		h.reachable.forget(r.Dst)

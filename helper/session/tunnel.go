@@ -78,13 +78,14 @@ func listenLoopbacks() (net.Listener, net.Listener, error) {
 // Addr is where redirected sockets connect.
 func (t *tunnel) Addr() netip.AddrPort { return t.ln.Addr().(*net.TCPAddr).AddrPort() }
 
-// register files the remote half for the local socket whose address is local.
+// register files the remote half for the local socket whose address is
+// local; a nil remote resets the local connection.
 func (t *tunnel) register(local netip.AddrPort, remote net.Conn) {
 	local = unmapAddrPort(local)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		remote.Close()
+		closeRemote(remote)
 		return
 	}
 	p := &pendingConn{remote: remote, added: time.Now()}
@@ -94,7 +95,7 @@ func (t *tunnel) register(local netip.AddrPort, remote net.Conn) {
 		return
 	}
 	if old, ok := t.pending[local]; ok {
-		old.remote.Close() // a stale registration the kernel reused the port of
+		closeRemote(old.remote) // a stale registration the kernel reused the port of
 	}
 	t.pending[local] = p
 }
@@ -119,7 +120,7 @@ func (t *tunnel) claim(ctx context.Context, local netip.AddrPort) (net.Conn, err
 		t.mu.Unlock()
 		select { // registered while we gave up
 		case p := <-w:
-			p.remote.Close()
+			closeRemote(p.remote)
 		default:
 		}
 		return nil, ctx.Err()
@@ -149,17 +150,28 @@ func (t *tunnel) serve(local net.Conn) {
 		local.Close()
 		return
 	}
+	if remote == nil {
+		local.(*net.TCPConn).SetLinger(0) // close with RST
+		local.Close()
+		return
+	}
 	if e, ok := remote.(*earlyConn); ok {
 		e.local = local.(*net.TCPConn)
 	}
 	netpipe.Join(local, remote)
 }
 
+func closeRemote(c net.Conn) {
+	if c != nil {
+		c.Close()
+	}
+}
+
 func (t *tunnel) Close() error {
 	t.mu.Lock()
 	t.closed = true
 	for k, p := range t.pending {
-		p.remote.Close()
+		closeRemote(p.remote)
 		delete(t.pending, k)
 	}
 	t.mu.Unlock()
