@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/doppel-dev/doppel/helper/config"
 	"github.com/doppel-dev/doppel/internal/buildinfo"
@@ -397,6 +399,16 @@ func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, 
 	ns := job.Namespace
 	var lastEvents time.Time
 	pulling := false
+	// A watch wakes the loop as soon as the pod changes; the list below
+	// stays the truth, and the ticker what it falls back to (a watch not
+	// allowed, or ended by the API server).
+	var changed <-chan watch.Event
+	if w, err := c.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{
+		LabelSelector: labels.Set{jobControllerLabel: string(job.UID)}.String(),
+	}); err == nil {
+		defer w.Stop()
+		changed = w.ResultChan()
+	}
 	for {
 		pods, err := c.jobPods(ctx, job)
 		if err != nil {
@@ -435,6 +447,10 @@ func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, 
 		select {
 		case <-ctx.Done():
 			return nil, c.startTimeout(job, timeout)
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil
+			}
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -236,8 +236,9 @@ func (a *Agent) Connect(ctx context.Context, hello protocol.Hello) (*protocol.Cl
 		if !retry {
 			return nil, fmt.Errorf("agent %s/%s: %w", a.Namespace, a.Pod, err)
 		}
-		// A joiner polls faster: the kubelet's refresh is what it waits for.
-		wait := 200 * time.Millisecond
+		// The agent listens milliseconds after its container runs; a joiner
+		// waits for the kubelet's refresh of the token file.
+		wait := 50 * time.Millisecond
 		if a.Joined {
 			wait = 100 * time.Millisecond
 		}

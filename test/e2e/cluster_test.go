@@ -60,6 +60,7 @@ func echoService(t *testing.T, ns string) (*corev1.Pod, *corev1.Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cluster.WaitServiceReachable(t, svc)
 	return pod, svc
 }
 

@@ -186,7 +186,7 @@ func TestExecThroughAPod(t *testing.T) {
 	echo, svc := echoService(t, ns)
 	udp := framework.ToolboxPod("udp", "udp-echo", "-port", "9000")
 	cluster.RunPod(t, ns, udp)
-	_, err = cluster.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+	udpSvc, err := cluster.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "udp-echo"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "udp"},
 			Ports: []corev1.ServicePort{{Port: 9000, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt(9000)}}},
@@ -194,6 +194,7 @@ func TestExecThroughAPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cluster.WaitServiceReachable(t, udpSvc)
 
 	script := strings.Join([]string{
 		`echo "env=$APP_PASSWORD"`,

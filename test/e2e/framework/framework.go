@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,37 @@ func (c *Cluster) WaitPodReady(ctx context.Context, ns, name string) (*corev1.Po
 		return nil, fmt.Errorf("%w (phase %s, conditions %v)", err, pod.Status.Phase, pod.Status.Conditions)
 	}
 	return pod, err
+}
+
+// WaitServiceReachable waits until kube-proxy carries the Service: each TCP
+// port of its ClusterIP accepts a connection from this machine, and each UDP
+// port answers a datagram (its server must echo). A Service is usable from a
+// pod only after kube-proxy's next sync, which a fast client can beat.
+func (c *Cluster) WaitServiceReachable(t testing.TB, svc *corev1.Service) {
+	t.Helper()
+	for _, port := range svc.Spec.Ports {
+		addr := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(port.Port)))
+		Eventually(t, 30*time.Second, func() error {
+			if port.Protocol != corev1.ProtocolUDP {
+				conn, err := net.DialTimeout("tcp", addr, time.Second)
+				if err == nil {
+					conn.Close()
+				}
+				return err
+			}
+			conn, err := net.Dial("udp", addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(time.Second))
+			if _, err := conn.Write([]byte("ping")); err != nil {
+				return err
+			}
+			_, err = conn.Read(make([]byte, 64))
+			return err
+		})
+	}
 }
 
 // Exec runs cmd in a container and returns its stdout and stderr.
