@@ -119,6 +119,9 @@ func (s *Supervisor) carryOutConnect(c *call, sock socket, raw []byte, dst netip
 		return
 	}
 	s.peers.put(sock.inode(), raw)
+	if sock.typ == unix.SOCK_DGRAM {
+		s.udpFlows.note(sock.inode(), v.Redirect, raw) // recvfrom reports raw as the sender
+	}
 	if v.Connected != nil {
 		v.Connected(sock.localAddr())
 	}
@@ -223,6 +226,9 @@ func (c *call) sendOne(sock socket, raw []byte, dst netip.AddrPort, data, contro
 	n, err = sock.sendmsg(data, control, sa, flags)
 	if sock.typ == unix.SOCK_STREAM && (err == nil || err == unix.EINPROGRESS) {
 		c.s.peers.put(sock.inode(), raw)
+	}
+	if sock.typ == unix.SOCK_DGRAM && err == nil {
+		c.s.udpFlows.note(sock.inode(), v.Redirect, raw) // recvfrom reports raw as the sender
 	}
 	if v.Connected != nil && (err == nil || err == unix.EINPROGRESS) {
 		v.Connected(sock.localAddr())

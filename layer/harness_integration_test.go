@@ -316,7 +316,10 @@ func httpServer(t *testing.T, name string) netip.AddrPort {
 }
 
 // udpEcho is a loopback UDP server that answers "echo:" + the datagram.
-func udpEcho(t *testing.T) netip.AddrPort {
+func udpEcho(t *testing.T) netip.AddrPort { return udpEchoAfter(t, 0) }
+
+// udpEchoAfter is udpEcho answering each datagram after delay.
+func udpEchoAfter(t *testing.T, delay time.Duration) netip.AddrPort {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -330,6 +333,7 @@ func udpEcho(t *testing.T) netip.AddrPort {
 			if err != nil {
 				return
 			}
+			time.Sleep(delay)
 			c.WriteToUDP(append([]byte("echo:"), buf[:n]...), from)
 		}
 	}()

@@ -32,9 +32,10 @@ type Supervisor struct {
 	listeners map[*seccomp.Listener]bool
 	closed    bool
 
-	peers   *socketTable[[]byte]   // redirected socket -> sockaddr the process connected to
-	bound   *socketTable[uint16]   // rebound socket -> port the process asked for
-	anyPort *socketTable[struct{}] // sockets bound to port 0: the kernel chose
+	peers    *socketTable[[]byte]   // redirected socket -> sockaddr the process connected to
+	udpFlows *udpFlowTable          // unconnected UDP socket -> the relays it sent to
+	bound    *socketTable[uint16]   // rebound socket -> port the process asked for
+	anyPort  *socketTable[struct{}] // sockets bound to port 0: the kernel chose
 
 	notifications, continued, answered atomic.Uint64
 }
@@ -53,6 +54,7 @@ func NewSupervisor(h Handler, opts Options) *Supervisor {
 		cancel:    cancel,
 		listeners: map[*seccomp.Listener]bool{},
 		peers:     newSocketTable[[]byte](1 << 16),
+		udpFlows:  newUDPFlowTable(),
 		bound:     newSocketTable[uint16](1 << 12),
 		anyPort:   newSocketTable[struct{}](1 << 12),
 	}
@@ -227,6 +229,15 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 			return
 		}
 	}
+	if nr == seccomp.SysRecvfrom || nr == seccomp.SysRecvmsg {
+		// Answered here unless the caller waits for a datagram.
+		if s.recv(c, nr) {
+			p.release()
+			return
+		}
+		answerAsync(work, p, func() { s.recvWait(c, nr) })
+		return
+	}
 	fa, isFile, ok := c.fileArgs(nr)
 	if isFile && (!ok || s.quickFile(c, fa)) {
 		if !ok {
@@ -235,15 +246,23 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		p.release()
 		return
 	}
-	work.Add(1)
-	go func() {
-		defer work.Done()
-		defer p.release()
+	answerAsync(work, p, func() {
 		if isFile {
 			s.file(c, fa)
 			return
 		}
 		s.handle(c, nr)
+	})
+}
+
+// answerAsync answers a call on a goroutine of its own: anything that may
+// block. The receive loop's Close waits for work.
+func answerAsync(work *sync.WaitGroup, p *process, answer func()) {
+	work.Add(1)
+	go func() {
+		defer work.Done()
+		defer p.release()
+		answer()
 	}()
 }
 

@@ -4,6 +4,7 @@ package layer_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/doppel-dev/doppel/layer"
 	"github.com/doppel-dev/doppel/layer/seccomp"
@@ -45,4 +46,46 @@ func TestUDPConnected(t *testing.T) {
 	h.redirect(remoteUDP, echo)
 	r := run(t, h, runOpts{}, buildProbe(t, "static"), "udpconn", remoteUDP.String(), "hi")
 	wantContains(t, "output", r.stdout, "reply=echo:hi", "peer="+remoteUDP.String())
+}
+
+// udpSenderScript receives on an unconnected, blocking UDP socket: a
+// recvfrom that waits for the (delayed) answer, one that runs out of its
+// SO_RCVTIMEO, and a recvmsg.
+const udpSenderScript = `
+import errno, socket, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+dst = (host, int(port))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"one", dst)
+data, frm = s.recvfrom(100)
+print("reply=%s from=%s:%d" % (data.decode(), frm[0], frm[1]))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 300000))
+try:
+    s.recvfrom(100)
+    print("late=data")
+except OSError as e:
+    print("late=%s" % errno.errorcode[e.errno])
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 5, 0))
+s.sendto(b"two", dst)
+data, anc, flags, frm = s.recvmsg(100)
+print("msg=%s msgfrom=%s:%d" % (data.decode(), frm[0], frm[1]))
+`
+
+// TestUDPSenderIsTheDestination: the answer to a redirected datagram comes
+// from the session's relay, yet recvfrom and recvmsg report the address
+// the program sent to — on a blocking socket too, whose wait runs in the
+// supervisor within SO_RCVTIMEO. The Go probe receives on a non-blocking
+// socket.
+func TestUDPSenderIsTheDestination(t *testing.T) {
+	requireRoot(t)
+	h := newHandler()
+	h.redirect(remoteUDP, udpEchoAfter(t, 300*time.Millisecond))
+	r := run(t, h, runOpts{filter: seccomp.Options{UDP: true}}, "python3", "-c", udpSenderScript, remoteUDP.String())
+	wantContains(t, "output", r.stdout, "reply=echo:one from="+remoteUDP.String(), "late=EAGAIN",
+		"msg=echo:two msgfrom="+remoteUDP.String())
+
+	h = newHandler()
+	h.redirect(remoteUDP, udpEcho(t))
+	r = run(t, h, runOpts{filter: seccomp.Options{UDP: true}}, buildProbe(t, "static"), "udp", remoteUDP.String(), "go")
+	wantContains(t, "output", r.stdout, "reply=echo:go from="+remoteUDP.String())
 }

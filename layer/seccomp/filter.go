@@ -20,7 +20,9 @@ const (
 	SysAccess       = 21
 	SysConnect      = 42
 	SysSendto       = 44
+	SysRecvfrom     = 45
 	SysSendmsg      = 46
+	SysRecvmsg      = 47
 	SysBind         = 49
 	SysListen       = 50
 	SysGetsockname  = 51
@@ -173,7 +175,7 @@ func (a *asm) link() (Program, error) {
 func Trapped(o Options) []int {
 	nrs := []int{SysConnect, SysGetsockname, SysGetpeername, SysBind, SysListen, SysSendto, SysExecve, SysExecveat}
 	if o.UDP {
-		nrs = append(nrs, SysSendmsg, SysSendmmsg)
+		nrs = append(nrs, SysSendmsg, SysSendmmsg, SysRecvfrom, SysRecvmsg)
 	}
 	if o.Hostname {
 		nrs = append(nrs, SysUname)
@@ -190,7 +192,8 @@ func Trapped(o Options) []int {
 //     never allowed, since they would bypass the syscall-number checks;
 //   - io_uring_setup: ENOSYS, because io_uring operations bypass seccomp
 //     (liburing and libuv fall back to plain syscalls);
-//   - sendto: notify only when dest_addr (arg 4) is set;
+//   - sendto and recvfrom: notify only when the address (arg 4) is set:
+//     an unconnected datagram, a sender to report;
 //   - the calls of Trapped(o): notify;
 //   - everything else: allow.
 func Build(o Options) (Program, error) {
@@ -203,8 +206,8 @@ func Build(o Options) (Program, error) {
 	for _, nr := range Trapped(o) {
 		target := lNotify
 		switch {
-		case nr == SysSendto:
-			target = "sendto"
+		case nr == SysSendto || nr == SysRecvfrom:
+			target = "arg4"
 		case nr == SysSendmsg && o.Exempt != nil:
 			target = "sendmsg"
 		}
@@ -212,8 +215,9 @@ func Build(o Options) (Program, error) {
 	}
 	a.ret(RetAllow)
 
-	// sendto: dest_addr == NULL means a connected socket: nothing to redirect.
-	a.mark("sendto")
+	// sendto: dest_addr == NULL means a connected socket: nothing to
+	// redirect; recvfrom: src_addr == NULL asks for no sender to report.
+	a.mark("arg4")
 	a.load(argLow(4))
 	a.jump(opJeqK, 0, "", lNotify)
 	a.load(argHigh(4))

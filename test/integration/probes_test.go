@@ -123,7 +123,11 @@ var checks = []check{
 		return map[string]string{"udp.echo": "echo:ping-udp"}
 	}},
 	{"udp.unconnected", func(s *suite, _, _ int) map[string]string {
-		return map[string]string{"udp.unconnected.echo": "echo:ping-unconnected"}
+		return map[string]string{
+			"udp.unconnected.echo": "echo:ping-unconnected",
+			// recvfrom's sender is the pod's server, not the session's relay.
+			"udp.unconnected.from": fmt.Sprintf("%s:%d", s.pod.IP, podns.UDPPort),
+		}
 	}},
 	{"files", func(s *suite, _, _ int) map[string]string {
 		return map[string]string{
@@ -276,10 +280,6 @@ func probeSuite(t *testing.T, s *suite, args []string, only func(runtime) bool, 
 						}
 					}
 				})
-			}
-			// Known gaps, logged rather than failed (see README.md).
-			if from, ok := res.Values["udp.unconnected.from"]; ok && !strings.HasPrefix(from, s.pod.IP+":") {
-				t.Logf("known gap: an unconnected UDP socket sees the answer come from %s, not the pod", from)
 			}
 			// gethostname() is uname's node name: the layer answers uname.
 			if h, ok := res.Values["info.hostname"]; ok && h != s.pod.Hostname {

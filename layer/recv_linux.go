@@ -1,0 +1,299 @@
+package layer
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/doppel-dev/doppel/layer/seccomp"
+)
+
+// A datagram the supervisor redirected to a session's relay is answered by
+// the relay, from a loopback address. A program that asks recvfrom for the
+// sender (Python, Java and Go's ReadFrom, dnspython checking its name
+// server) must see the address it sent to: for the UDP sockets that sent
+// through a relay, the supervisor receives in the process's stead and puts
+// that address in the relay's place.
+
+// udpFlow is one relay an unconnected UDP socket sent to, and the address
+// the process gave (raw, as it gave it).
+type udpFlow struct {
+	relay netip.AddrPort
+	raw   []byte
+}
+
+// maxFlowsPerSocket bounds what is remembered for one socket (a scanner
+// sending to many addresses): the oldest flows are forgotten first.
+const maxFlowsPerSocket = 256
+
+// maxRecv bounds the datagram the supervisor receives for the process.
+const maxRecv = 1 << 16
+
+// udpFlowTable is socket inode -> the relays it sent to.
+type udpFlowTable struct {
+	mu sync.Mutex // read-modify-write of one socket's flows
+	t  *socketTable[[]udpFlow]
+}
+
+func newUDPFlowTable() *udpFlowTable {
+	return &udpFlowTable{t: newSocketTable[[]udpFlow](1 << 12)}
+}
+
+// note remembers that the socket ino sent a datagram for raw to relay.
+func (f *udpFlowTable) note(ino uint64, relay netip.AddrPort, raw []byte) {
+	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, _ := f.t.get(ino)
+	flows := make([]udpFlow, 0, len(old)+1)
+	for _, fl := range old {
+		if fl.relay != relay {
+			flows = append(flows, fl)
+		}
+	}
+	flows = append(flows, udpFlow{relay: relay, raw: append([]byte(nil), raw...)})
+	if len(flows) > maxFlowsPerSocket {
+		flows = flows[len(flows)-maxFlowsPerSocket:]
+	}
+	f.t.put(ino, flows)
+}
+
+// sender is the address to report for a datagram from src, a relay of
+// flows, or nil when src is no relay of this socket.
+func sender(flows []udpFlow, src netip.AddrPort) []byte {
+	if !src.Addr().Unmap().IsLoopback() {
+		return nil
+	}
+	for _, fl := range flows {
+		if fl.relay.Port() == src.Port() {
+			return peerName(fl.raw)
+		}
+	}
+	return nil
+}
+
+// recvSocket finds the caller's socket among the UDP sockets that sent or
+// connected through a relay. ok is false (the call continued) for any
+// other socket.
+func (s *Supervisor) recvSocket(c *call) (sock socket, flows []udpFlow, ok bool) {
+	return changedSocket(c, s.udpFlows.t)
+}
+
+// recv answers recvfrom (with a src_addr: the filter lets the others
+// through) and recvmsg on the receive loop when a datagram is there or the
+// caller does not wait. It reports false when the caller waits for one:
+// recvWait, on a goroutine.
+func (s *Supervisor) recv(c *call, nr int) (answered bool) {
+	sock, flows, ok := s.recvSocket(c)
+	if !ok {
+		return true
+	}
+	defer sock.close()
+	if !c.receive(nr, sock, flows) {
+		return true
+	}
+	if c.recvFlags(nr)&unix.MSG_DONTWAIT != 0 || sock.nonBlocking() {
+		c.fail(unix.EAGAIN)
+		return true
+	}
+	return false
+}
+
+func (c *call) recvFlags(nr int) int {
+	if nr == seccomp.SysRecvmsg {
+		return int(int32(c.arg(2)))
+	}
+	return int(int32(c.arg(3)))
+}
+
+func (c *call) receive(nr int, sock socket, flows []udpFlow) (wouldBlock bool) {
+	if nr == seccomp.SysRecvmsg {
+		return c.recvMsgInto(sock, flows)
+	}
+	return c.recvInto(sock, flows)
+}
+
+// recvWait waits for a datagram for a blocking recvfrom or recvmsg, within
+// the socket's SO_RCVTIMEO. It wakes every pollSlice to notice a caller
+// that a signal took away (its call is then restarted or fails with EINTR
+// on its own).
+func (s *Supervisor) recvWait(c *call, nr int) {
+	sock, flows, ok := s.recvSocket(c)
+	if !ok {
+		return
+	}
+	defer sock.close()
+	const pollSlice = 100 * time.Millisecond
+	var deadline time.Time
+	if tv, err := unix.GetsockoptTimeval(sock.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {
+		deadline = time.Now().Add(time.Duration(tv.Nano()))
+	}
+	for {
+		if !c.valid() {
+			return
+		}
+		if s.ctx.Err() != nil {
+			c.cont() // the supervisor is closing: the kernel waits instead
+			return
+		}
+		wait := pollSlice
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				c.fail(unix.EAGAIN) // what SO_RCVTIMEO's expiry gives
+				return
+			}
+			wait = min(wait, left)
+		}
+		fds := []unix.PollFd{{Fd: int32(sock.fd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(fds, int(wait.Milliseconds())+1); n > 0 && !c.receive(nr, sock, flows) {
+			return
+		}
+	}
+}
+
+// translateSender replaces a relay's address in from by the address the
+// process sent to.
+func translateSender(from []byte, flows []udpFlow) []byte {
+	if ap, ok := decodeSockaddr(from); ok {
+		if orig := sender(flows, ap); orig != nil {
+			return orig
+		}
+	}
+	return from
+}
+
+// recvMsgInto is recvInto for recvmsg: the datagram is scattered over the
+// process's iovecs, and msg_name, msg_namelen, the control data,
+// msg_controllen and msg_flags are written back as the kernel would.
+func (c *call) recvMsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
+	m, err := c.readMsghdr(c.arg(1))
+	if err != nil {
+		c.fail(unix.EFAULT)
+		return false
+	}
+	const maxIov = 1024 // UIO_MAXIOV
+	if m.Iovlen > maxIov {
+		c.fail(unix.EMSGSIZE)
+		return false
+	}
+	iovs := make([]byte, 16*m.Iovlen)
+	if err := c.read(m.Iov, iovs); err != nil {
+		c.fail(unix.EFAULT)
+		return false
+	}
+	var total uint64
+	for i := range int(m.Iovlen) {
+		total += binary.LittleEndian.Uint64(iovs[16*i+8:])
+	}
+	buf := make([]byte, max(min(total, maxRecv), 1))
+	var name [maxSockaddr]byte
+	control := make([]byte, min(m.Controllen, 1<<16))
+	var h unix.Msghdr
+	iov := unix.Iovec{Base: &buf[0]}
+	iov.SetLen(int(min(total, maxRecv)))
+	h.Iov, h.Iovlen = &iov, 1
+	if m.Name != 0 {
+		h.Name, h.Namelen = &name[0], uint32(len(name))
+	}
+	if len(control) > 0 {
+		h.Control = &control[0]
+		h.SetControllen(len(control))
+	}
+	if !c.valid() {
+		return false
+	}
+	flags := int(int32(c.arg(2))) | unix.MSG_DONTWAIT
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(sock.fd), uintptr(unsafe.Pointer(&h)), uintptr(flags))
+	if wouldBlock, failed := c.recvFailed(e); failed {
+		return wouldBlock
+	}
+	n := int(r)
+	data := buf[:min(n, int(min(total, maxRecv)))]
+	for i := 0; i < int(m.Iovlen) && len(data) > 0; i++ {
+		base, size := binary.LittleEndian.Uint64(iovs[16*i:]), binary.LittleEndian.Uint64(iovs[16*i+8:])
+		chunk := data[:min(uint64(len(data)), size)]
+		if err := c.write(base, chunk); err != nil {
+			c.fail(unix.EFAULT)
+			return false
+		}
+		data = data[len(chunk):]
+	}
+	var b8 [8]byte
+	if m.Name != 0 {
+		from := translateSender(name[:min(int(h.Namelen), len(name))], flows)
+		if err := c.write(m.Name, from[:min(len(from), int(m.Namelen))]); err != nil {
+			c.fail(unix.EFAULT)
+			return false
+		}
+		binary.LittleEndian.PutUint32(b8[:4], uint32(len(from)))
+		c.write(c.arg(1)+8, b8[:4]) // msg_namelen
+	}
+	if m.Control != 0 {
+		cl := min(int(h.Controllen), len(control))
+		if err := c.write(m.Control, control[:cl]); err != nil {
+			c.fail(unix.EFAULT)
+			return false
+		}
+		binary.LittleEndian.PutUint64(b8[:], uint64(cl))
+		c.write(c.arg(1)+40, b8[:]) // msg_controllen
+	}
+	binary.LittleEndian.PutUint32(b8[:4], uint32(h.Flags))
+	c.write(c.arg(1)+48, b8[:4]) // msg_flags
+	c.ret(int64(n))
+	return false
+}
+
+// recvInto receives one datagram without waiting and answers the call with
+// it, the sender translated back from a relay; wouldBlock is true (and the
+// call unanswered) when there was none.
+func (c *call) recvInto(sock socket, flows []udpFlow) (wouldBlock bool) {
+	size := min(c.arg(2), maxRecv)
+	buf := make([]byte, size)
+	var sa [maxSockaddr]byte
+	salen := uint32(len(sa))
+	if !c.valid() {
+		return false
+	}
+	var bufp unsafe.Pointer
+	if size > 0 {
+		bufp = unsafe.Pointer(&buf[0])
+	}
+	flags := int(int32(c.arg(3))) | unix.MSG_DONTWAIT
+	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(sock.fd), uintptr(bufp), uintptr(size), uintptr(flags),
+		uintptr(unsafe.Pointer(&sa[0])), uintptr(unsafe.Pointer(&salen)))
+	if wouldBlock, failed := c.recvFailed(e); failed {
+		return wouldBlock
+	}
+	n := int(r)
+	from := translateSender(sa[:min(int(salen), len(sa))], flows)
+	if err := c.write(c.arg(1), buf[:min(n, int(size))]); err != nil {
+		c.fail(unix.EFAULT)
+		return false
+	}
+	switch err := c.writeSockaddr(c.arg(4), c.arg(5), from); err {
+	case nil:
+		c.ret(int64(n))
+	case errGone:
+	default:
+		c.fail(unix.EFAULT)
+	}
+	return false
+}
+
+// recvFailed sorts a non-blocking receive's errno: EAGAIN leaves the call
+// unanswered (wouldBlock), any other error answers it.
+func (c *call) recvFailed(e unix.Errno) (wouldBlock, failed bool) {
+	switch {
+	case e == unix.EAGAIN:
+		return true, true
+	case e != 0:
+		c.fail(e)
+		return false, true
+	}
+	return false, false
+}
