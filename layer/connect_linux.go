@@ -68,31 +68,43 @@ func (s *Supervisor) connect(c *call) {
 	s.carryOutConnect(c, sock, raw, dst, c.decide(sock, CallConnect, dst))
 }
 
+// pendingConnect is a connect read on the receive loop and left to a
+// goroutine: its sockaddr and the supervisor's copy of the socket.
+type pendingConnect struct {
+	sock socket
+	raw  []byte
+	dst  netip.AddrPort
+}
+
 // quickConnect answers a connect on the receive loop when the handler can
 // decide it without waiting (QuickConnects) and the socket is non-blocking.
-// It reports false, having answered nothing, to send the call to connect on
-// a goroutine.
-func (s *Supervisor) quickConnect(c *call, qc QuickConnects) bool {
+// Otherwise it answers nothing and returns what it read, for
+// finishConnect on a goroutine.
+func (s *Supervisor) quickConnect(c *call, qc QuickConnects) (pending *pendingConnect) {
 	raw, dst, ok := c.readSockaddr(c.arg(1), c.arg(2))
 	if !ok || !c.valid() {
 		c.cont()
-		return true
+		return nil
 	}
 	sock, ok := c.openSocket(c.arg(0))
 	if !ok {
 		c.cont()
-		return true
+		return nil
 	}
-	defer sock.close()
-	if !sock.nonBlocking() {
-		return false
+	if sock.nonBlocking() {
+		if v, decided := qc.QuickConnect(s.ctx, c.connectRequest(sock, CallConnect, dst)); decided {
+			s.carryOutConnect(c, sock, raw, dst, v)
+			sock.close()
+			return nil
+		}
 	}
-	v, decided := qc.QuickConnect(s.ctx, c.connectRequest(sock, CallConnect, dst))
-	if !decided {
-		return false
-	}
-	s.carryOutConnect(c, sock, raw, dst, v)
-	return true
+	return &pendingConnect{sock: sock, raw: raw, dst: dst}
+}
+
+// finishConnect asks the handler about a connect quickConnect left.
+func (s *Supervisor) finishConnect(c *call, p *pendingConnect) {
+	defer p.sock.close()
+	s.carryOutConnect(c, p.sock, p.raw, p.dst, c.decide(p.sock, CallConnect, p.dst))
 }
 
 // carryOutConnect answers a connect to dst (raw as the process gave it)

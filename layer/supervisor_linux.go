@@ -223,11 +223,13 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		p.release()
 		return
 	}
-	if nr == seccomp.SysConnect {
-		if qc, ok := s.h.(QuickConnects); ok && s.quickConnect(c, qc) {
+	if qc, ok := s.h.(QuickConnects); ok && nr == seccomp.SysConnect {
+		if pending := s.quickConnect(c, qc); pending != nil {
+			answerAsync(work, p, func() { s.finishConnect(c, pending) })
+		} else {
 			p.release()
-			return
 		}
+		return
 	}
 	if nr == seccomp.SysRecvfrom || nr == seccomp.SysRecvmsg {
 		// Answered here unless the caller waits for a datagram.

@@ -139,11 +139,11 @@ func measureConnect(rows *[]row, self string, sink netip.AddrPort, sinkAddr stri
 	if err != nil {
 		return err
 	}
-	l, err := workloadResult(self, true, sink, "connect", redirected.String(), conns)
+	l, err := workloadWith(self, quickBenchHandler{&benchHandler{sink: sink}, false}, "connect", redirected.String(), conns)
 	if err != nil {
 		return err
 	}
-	q, err := workloadWith(self, quickBenchHandler{&benchHandler{sink: sink}}, "connect", redirected.String(), conns)
+	q, err := workloadWith(self, quickBenchHandler{&benchHandler{sink: sink}, true}, "connect", redirected.String(), conns)
 	if err != nil {
 		return err
 	}
@@ -311,11 +311,19 @@ func (h *benchHandler) Connect(_ context.Context, r layer.ConnectRequest) layer.
 	return layer.ConnectVerdict{Action: layer.Passthrough}
 }
 
-// quickBenchHandler decides connects on the layer's receive loop, as a
-// session does for early connects, the DNS responder and local routes.
-type quickBenchHandler struct{ *benchHandler }
+// quickBenchHandler is asked first on the layer's receive loop, as a
+// session is: with decide, it redirects there (a session's early connects,
+// DNS responder and local routes); without, the connect goes on to Connect
+// on a goroutine (a session's first connection to a destination).
+type quickBenchHandler struct {
+	*benchHandler
+	decide bool
+}
 
 func (h quickBenchHandler) QuickConnect(ctx context.Context, r layer.ConnectRequest) (layer.ConnectVerdict, bool) {
+	if !h.decide {
+		return layer.ConnectVerdict{}, false
+	}
 	return h.Connect(ctx, r), true
 }
 
