@@ -54,33 +54,22 @@ func redirectTarget(s socket, v ConnectVerdict) ([]byte, error) {
 // epoll registrations and non-blocking EINPROGRESS all keep working, which
 // replacing the fd would break.
 func (s *Supervisor) connect(c *call) {
-	raw, dst, ok := c.readSockaddr(c.arg(1), c.arg(2))
-	if !ok || !c.valid() {
-		c.cont()
-		return
+	if p := c.readConnect(); p != nil {
+		s.finishConnect(c, p)
 	}
-	sock, ok := c.openSocket(c.arg(0))
-	if !ok {
-		c.cont()
-		return
-	}
-	defer sock.close()
-	s.carryOutConnect(c, sock, raw, dst, c.decide(sock, CallConnect, dst))
 }
 
-// pendingConnect is a connect read on the receive loop and left to a
-// goroutine: its sockaddr and the supervisor's copy of the socket.
+// pendingConnect is a connect read and not answered yet: its sockaddr and
+// the supervisor's copy of the socket.
 type pendingConnect struct {
 	sock socket
 	raw  []byte
 	dst  netip.AddrPort
 }
 
-// quickConnect answers a connect on the receive loop when the handler can
-// decide it without waiting (QuickConnects) and the socket is non-blocking.
-// Otherwise it answers nothing and returns what it read, for
-// finishConnect on a goroutine.
-func (s *Supervisor) quickConnect(c *call, qc QuickConnects) (pending *pendingConnect) {
+// readConnect reads a connect's sockaddr and duplicates its socket; nil
+// (the call continued) when it is no IP connect of an IP socket.
+func (c *call) readConnect() *pendingConnect {
 	raw, dst, ok := c.readSockaddr(c.arg(1), c.arg(2))
 	if !ok || !c.valid() {
 		c.cont()
@@ -91,14 +80,25 @@ func (s *Supervisor) quickConnect(c *call, qc QuickConnects) (pending *pendingCo
 		c.cont()
 		return nil
 	}
-	if sock.nonBlocking() {
-		if v, decided := qc.QuickConnect(s.ctx, c.connectRequest(sock, CallConnect, dst)); decided {
-			s.carryOutConnect(c, sock, raw, dst, v)
-			sock.close()
-			return nil
-		}
-	}
 	return &pendingConnect{sock: sock, raw: raw, dst: dst}
+}
+
+// quickConnect answers a connect on the receive loop when the handler can
+// decide it without waiting (QuickConnects) and the socket is non-blocking.
+// Otherwise it answers nothing and returns what it read, for
+// finishConnect on a goroutine.
+func (s *Supervisor) quickConnect(c *call, qc QuickConnects) *pendingConnect {
+	p := c.readConnect()
+	if p == nil || !p.sock.nonBlocking() {
+		return p
+	}
+	v, decided := qc.QuickConnect(s.ctx, c.connectRequest(p.sock, CallConnect, p.dst))
+	if !decided {
+		return p
+	}
+	s.carryOutConnect(c, p.sock, p.raw, p.dst, v)
+	p.sock.close()
+	return nil
 }
 
 // finishConnect asks the handler about a connect quickConnect left.

@@ -76,31 +76,33 @@ func sender(flows []udpFlow, src netip.AddrPort) []byte {
 	return nil
 }
 
-// recvSocket finds the caller's socket among the UDP sockets that sent or
-// connected through a relay. ok is false (the call continued) for any
-// other socket.
-func (s *Supervisor) recvSocket(c *call) (sock socket, flows []udpFlow, ok bool) {
-	return changedSocket(c, s.udpFlows.t)
+// pendingRecv is a receive that waits for a datagram: the supervisor's copy
+// of the socket and the relays it sent to.
+type pendingRecv struct {
+	sock  socket
+	flows []udpFlow
 }
 
 // recv answers recvfrom (with a src_addr: the filter lets the others
-// through) and recvmsg on the receive loop when a datagram is there or the
-// caller does not wait. It reports false when the caller waits for one:
-// recvWait, on a goroutine.
-func (s *Supervisor) recv(c *call, nr int) (answered bool) {
-	sock, flows, ok := s.recvSocket(c)
+// through) and recvmsg on the receive loop — continued for any socket that
+// sent through no relay — when a datagram is there or the caller does not
+// wait. It returns what recvWait needs, on a goroutine, when the caller
+// waits for one.
+func (s *Supervisor) recv(c *call, nr int) *pendingRecv {
+	sock, flows, ok := changedSocket(c, s.udpFlows.t)
 	if !ok {
-		return true
+		return nil
 	}
-	defer sock.close()
 	if !c.receive(nr, sock, flows) {
-		return true
+		sock.close()
+		return nil
 	}
 	if c.recvFlags(nr)&unix.MSG_DONTWAIT != 0 || sock.nonBlocking() {
 		c.fail(unix.EAGAIN)
-		return true
+		sock.close()
+		return nil
 	}
-	return false
+	return &pendingRecv{sock: sock, flows: flows}
 }
 
 func (c *call) recvFlags(nr int) int {
@@ -121,12 +123,9 @@ func (c *call) receive(nr int, sock socket, flows []udpFlow) (wouldBlock bool) {
 // the socket's SO_RCVTIMEO. It wakes every pollSlice to notice a caller
 // that a signal took away (its call is then restarted or fails with EINTR
 // on its own).
-func (s *Supervisor) recvWait(c *call, nr int) {
-	sock, flows, ok := s.recvSocket(c)
-	if !ok {
-		return
-	}
-	defer sock.close()
+func (s *Supervisor) recvWait(c *call, nr int, p *pendingRecv) {
+	defer p.sock.close()
+	sock, flows := p.sock, p.flows
 	const pollSlice = 100 * time.Millisecond
 	var deadline time.Time
 	if tv, err := unix.GetsockoptTimeval(sock.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {

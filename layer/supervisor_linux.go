@@ -233,11 +233,11 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 	}
 	if nr == seccomp.SysRecvfrom || nr == seccomp.SysRecvmsg {
 		// Answered here unless the caller waits for a datagram.
-		if s.recv(c, nr) {
+		if pending := s.recv(c, nr); pending != nil {
+			answerAsync(work, p, func() { s.recvWait(c, nr, pending) })
+		} else {
 			p.release()
-			return
 		}
-		answerAsync(work, p, func() { s.recvWait(c, nr) })
 		return
 	}
 	fa, isFile, ok := c.fileArgs(nr)
