@@ -26,6 +26,9 @@ type tunnel struct {
 	// remote half to be registered (they race by design: the kernel may
 	// queue the connection before the layer reports its local address).
 	claimTimeout time.Duration
+	// pendingTimeout bounds how long a registered remote half waits for
+	// its accepted connection.
+	pendingTimeout time.Duration
 
 	mu      sync.Mutex
 	pending map[netip.AddrPort]*pendingConn
@@ -45,7 +48,7 @@ func newTunnel(log *slog.Logger) (*tunnel, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tunnel{ln: ln, ln6: ln6, log: log, claimTimeout: defaultClaimTimeout, pending: map[netip.AddrPort]*pendingConn{}, waiters: map[netip.AddrPort]chan *pendingConn{}}
+	t := &tunnel{ln: ln, ln6: ln6, log: log, claimTimeout: defaultClaimTimeout, pendingTimeout: unclaimedTimeout, pending: map[netip.AddrPort]*pendingConn{}, waiters: map[netip.AddrPort]chan *pendingConn{}}
 	go t.acceptLoop(ln)
 	if ln6 != nil {
 		go t.acceptLoop(ln6)
@@ -98,6 +101,16 @@ func (t *tunnel) register(local netip.AddrPort, remote net.Conn) {
 		closeRemote(old.remote) // a stale registration the kernel reused the port of
 	}
 	t.pending[local] = p
+	// A registration nobody claims (the accepted connection gave up
+	// waiting, or never came) must not keep its pod connection open.
+	time.AfterFunc(t.pendingTimeout, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.pending[local] == p {
+			delete(t.pending, local)
+			closeRemote(p.remote)
+		}
+	})
 }
 
 // claim returns the remote half for an accepted connection from local.

@@ -88,6 +88,24 @@ func TestTunnelDropsUnclaimedConnections(t *testing.T) {
 	}
 }
 
+// A remote half registered for a local connection that never comes (or
+// gave up waiting) is closed: its pod connection does not stay open.
+func TestTunnelClosesUnclaimedRegistrations(t *testing.T) {
+	tun, err := newTunnel(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	tun.pendingTimeout = 200 * time.Millisecond
+	remote, pod := net.Pipe()
+	defer pod.Close()
+	tun.register(netip.MustParseAddrPort("127.0.0.1:1"), remote)
+	pod.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := pod.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("an unclaimed registration was not closed: %v", err)
+	}
+}
+
 // An IPV6_V6ONLY socket is redirected to [::1] on the tunnel's port.
 func TestTunnelOnIPv6Loopback(t *testing.T) {
 	tun, err := newTunnel(slog.New(slog.DiscardHandler))
