@@ -39,13 +39,26 @@ func agentPod(t *testing.T, ctx context.Context, ns string) *corev1.Pod {
 		if err != nil {
 			return err
 		}
+		// The newest live one: an agent killed a moment ago can still be
+		// listed as running while its successor serves the session.
+		pod = nil
 		for i := range pods.Items {
-			if pods.Items[i].Status.Phase == corev1.PodRunning {
-				pod = &pods.Items[i]
-				return nil
+			p := &pods.Items[i]
+			if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil ||
+				len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Running == nil {
+				continue
+			}
+			if _, err := target.FindContainer("/proc", p.Status.ContainerStatuses[0].ContainerID); err != nil {
+				continue // its process is gone: the kubelet has not noticed yet
+			}
+			if pod == nil || p.CreationTimestamp.After(pod.CreationTimestamp.Time) {
+				pod = p
 			}
 		}
-		return fmt.Errorf("no running agent pod in %s (%d pods)", ns, len(pods.Items))
+		if pod == nil {
+			return fmt.Errorf("no running agent pod in %s (%d pods)", ns, len(pods.Items))
+		}
+		return nil
 	})
 	return pod
 }
