@@ -47,14 +47,10 @@ var (
 var agentImage string
 
 func main() {
-	flag.Parse()
-	var err error
-	if agentImage, err = cluster.AgentImage(); err != nil {
-		cluster.Fail(err)
-	}
-	if err := run(); err != nil {
-		cluster.Fail(err)
-	}
+	cluster.Main(namespace, func(image string) error {
+		agentImage = image
+		return run()
+	})
 }
 
 type stdio struct {
@@ -80,10 +76,6 @@ func median(xs []float64) float64 {
 }
 
 func run() error {
-	if _, err := cluster.K("create", "namespace", namespace); err != nil {
-		return err
-	}
-	defer cluster.K("delete", "namespace", namespace, "--wait=false")
 	if _, err := cluster.K("run", "-n", namespace, "target", "--image=doppel.local/toolbox:dev", "--image-pull-policy=Never",
 		"--restart=Never", "--", "serve", "-port", "8080"); err != nil {
 		return err

@@ -67,14 +67,10 @@ func main() {
 	if file := os.Getenv(envLocal); file != "" {
 		os.Exit(localServer(file))
 	}
-	flag.Parse()
-	var err error
-	if agentImage, err = cluster.AgentImage(); err != nil {
-		cluster.Fail(err)
-	}
-	if err := run(); err != nil {
-		cluster.Fail(err)
-	}
+	cluster.Main(namespace, func(image string) error {
+		agentImage = image
+		return run()
+	})
 }
 
 func localServer(countFile string) int {
@@ -120,10 +116,6 @@ type row struct {
 }
 
 func run() error {
-	if _, err := cluster.K("create", "namespace", namespace); err != nil {
-		return err
-	}
-	defer cluster.K("delete", "namespace", namespace, "--wait=false")
 	manifest := `apiVersion: v1
 kind: Pod
 metadata: {name: target, labels: {app: target}}

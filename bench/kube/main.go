@@ -43,14 +43,10 @@ var (
 var agentImage string
 
 func main() {
-	flag.Parse()
-	var err error
-	if agentImage, err = cluster.AgentImage(); err != nil {
-		cluster.Fail(err)
-	}
-	if err := run(); err != nil {
-		cluster.Fail(err)
-	}
+	cluster.Main(namespace, func(image string) error {
+		agentImage = image
+		return run()
+	})
 }
 
 type row struct {
@@ -61,10 +57,6 @@ type row struct {
 }
 
 func run() error {
-	if _, err := cluster.K("create", "namespace", namespace); err != nil {
-		return err
-	}
-	defer cluster.K("delete", "namespace", namespace, "--wait=false")
 	manifest := `apiVersion: v1
 kind: Pod
 metadata: {name: target, labels: {app: bulk}}

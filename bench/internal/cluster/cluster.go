@@ -1,5 +1,6 @@
 // Package cluster is what the benchmarks against the local cluster share:
-// kubectl, the agent image's name, and failing with a message.
+// kubectl, the agent image's name, a namespace of their own, and failing
+// with a message.
 package cluster
 
 import (
@@ -45,6 +46,26 @@ func KIn(stdin string, args ...string) (string, error) {
 		return out.String(), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, errOut.String())
 	}
 	return out.String(), nil
+}
+
+// Main parses the flags and calls run with the agent image, in namespace,
+// created for it and deleted afterwards; an error fails the program.
+func Main(namespace string, run func(agentImage string) error) {
+	flag.Parse()
+	image, err := AgentImage()
+	if err != nil {
+		Fail(err)
+	}
+	err = func() error {
+		if _, err := K("create", "namespace", namespace); err != nil {
+			return err
+		}
+		defer K("delete", "namespace", namespace, "--wait=false")
+		return run(image)
+	}()
+	if err != nil {
+		Fail(err)
+	}
 }
 
 // Fail prints err and exits 1.
