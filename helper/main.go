@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 
 	"github.com/doppel-dev/doppel/helper/cli"
 	"github.com/doppel-dev/doppel/helper/session"
@@ -19,15 +22,41 @@ func main() {
 	// The pause's lease guardian is this binary too (docs/pause.md).
 	session.MaybeRunLeaseGuardian()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+	defer cpuProfile(logger)()
 	cmd := cli.NewCommand(cli.Deps{Logger: logger, Streams: cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}})
 	if err := cmd.Execute(); err != nil {
 		var exit cli.ExitError
-		if errors.As(err, &exit) {
-			os.Exit(exit.Code)
+		code := 1
+		if !errors.As(err, &exit) {
+			fmt.Fprintf(os.Stderr, "doppel: %v\n", err)
+		} else {
+			code = exit.Code
 		}
-		fmt.Fprintf(os.Stderr, "doppel: %v\n", err)
-		os.Exit(1)
+		stopProfile()
+		os.Exit(code)
 	}
+}
+
+// stopProfile ends a CPU profile started by cpuProfile (os.Exit skips defers).
+var stopProfile = func() {}
+
+// cpuProfile writes a CPU profile of this process to DOPPEL_CPUPROFILE/doppel-PID.pprof
+// when that variable names a directory: a developer's switch for the benchmarks.
+func cpuProfile(logger *slog.Logger) func() {
+	dir := os.Getenv("DOPPEL_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "doppel-"+strconv.Itoa(os.Getpid())+".pprof"))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		logger.Warn("DOPPEL_CPUPROFILE: not profiling", "err", err)
+		return func() {}
+	}
+	stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+	return stopProfile
 }
 
 // logLevel is DOPPEL_LOG (debug, info, warn or error), warn when unset or

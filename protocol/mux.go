@@ -49,7 +49,9 @@ func newMux(conn net.Conn, client bool, log *slog.Logger) (*yamux.Session, error
 	} else {
 		cfg.LogOutput = io.Discard
 	}
-	conn = &coalescingConn{Conn: conn, tcp: isTCP(conn)}
+	cc := &coalescingConn{Conn: conn, tcp: isTCP(conn)}
+	cc.vectors, _ = conn.(VectorWriter)
+	conn = cc
 	if client {
 		return yamux.Client(conn, cfg)
 	}
@@ -73,7 +75,8 @@ const (
 // on the wire changes.
 type coalescingConn struct {
 	net.Conn
-	tcp bool // writev instead of copying the two together
+	tcp     bool         // writev instead of copying the two together
+	vectors VectorWriter // or the connection sends them as one message
 
 	hdr     [muxHeaderSize]byte
 	pending bool
@@ -83,6 +86,10 @@ type coalescingConn struct {
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	if c.pending {
 		c.pending = false
+		if c.vectors != nil {
+			n, err := c.vectors.WriteVectors(c.hdr[:], p)
+			return max(n-muxHeaderSize, 0), err
+		}
 		if c.tcp {
 			bufs := net.Buffers{c.hdr[:], p}
 			n, err := bufs.WriteTo(c.Conn)
@@ -101,6 +108,13 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// VectorWriter is a connection that sends several buffers as one message
+// (the helper's port-forward stream: one SPDY data frame), so a yamux
+// frame's header and body need not be copied together first.
+type VectorWriter interface {
+	WriteVectors(bufs ...[]byte) (int, error)
 }
 
 // muxLogger sends yamux's own log lines to slog at debug level: what they

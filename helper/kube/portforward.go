@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,14 +17,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/portforward"
-	"k8s.io/client-go/transport/spdy"
 )
 
 // PortForwardMode chooses how the port-forward reaches the API server.
 type PortForwardMode string
 
 const (
-	// PortForwardAuto (the default, "") tries plain SPDY first and falls
+	// PortForwardAuto (the default, "") tries plain SPDY first (spoken by
+	// spdyConn) and falls
 	// back to SPDY tunnelled in a WebSocket when the SPDY upgrade fails
 	// (a proxy or load balancer in front of the API server that passes
 	// only WebSocket upgrades, or an API server without SPDY); the mode
@@ -45,50 +46,52 @@ const (
 // broken one is replaced by dialing again.
 func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
 	u := c.Clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
-	transport, upgrader, err := spdy.RoundTripperFor(c.Config)
-	if err != nil {
-		return nil, err
-	}
-	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	remote := podAddr(fmt.Sprintf("%s/%s:%d", namespace, pod, port))
 	mode := c.PortForward
 	if mode == PortForwardAuto && c.pfWebSocket.Load() {
 		mode = PortForwardWebSocket // plain SPDY failed before
 	}
-	switch mode {
-	case PortForwardWebSocket:
-		ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.Config)
-		if err != nil {
-			return nil, err
+	if mode != PortForwardWebSocket {
+		conn, err := dialSPDY(ctx, c.Config, u, port, remote)
+		if err == nil {
+			return conn, nil
 		}
-		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
-			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-		})
-	case PortForwardAuto:
-		ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.Config)
-		if err != nil {
-			return nil, err
+		if mode == PortForwardSPDY || ctx.Err() != nil || !spdyUpgradeFailed(err) {
+			return nil, portForwardError(err, namespace, pod, port)
 		}
-		dialer = portforward.NewFallbackDialer(dialer, ws, func(err error) bool {
-			if !spdyUpgradeFailed(err) {
-				return false
-			}
-			c.pfWebSocket.Store(true)
-			return true
-		})
+		c.pfWebSocket.Store(true)
+		return c.dialWebSocket(ctx, u, namespace, pod, port, remote, false)
 	}
+	return c.dialWebSocket(ctx, u, namespace, pod, port, remote, true)
+}
 
+// dialWebSocket opens the port-forward with client-go's SPDY tunnelled in
+// a WebSocket, as kubectl does; with fallback, a refused WebSocket upgrade
+// is tried again as plain SPDY (kubectl's order).
+func (c *Client) dialWebSocket(ctx context.Context, u *url.URL, namespace, pod string, port int, remote net.Addr, fallback bool) (net.Conn, error) {
+	ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.Config)
+	if err != nil {
+		return nil, err
+	}
 	type dialed struct {
 		conn httpstream.Connection
 		err  error
 	}
 	ch := make(chan dialed, 1)
 	go func() {
-		conn, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+		conn, _, err := ws.Dial(portforward.PortForwardProtocolV1Name)
 		ch <- dialed{conn, err}
 	}()
 	var conn httpstream.Connection
 	select {
 	case d := <-ch:
+		if d.err != nil && fallback && (httpstream.IsUpgradeFailure(d.err) || httpstream.IsHTTPSProxyError(d.err)) {
+			conn, err := dialSPDY(ctx, c.Config, u, port, remote)
+			if err != nil {
+				return nil, portForwardError(err, namespace, pod, port)
+			}
+			return conn, nil
+		}
 		if d.err != nil {
 			return nil, portForwardError(d.err, namespace, pod, port)
 		}
@@ -119,10 +122,7 @@ func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (
 		conn.Close()
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: creating the data stream: %w", namespace, pod, port, err)
 	}
-	pc := &podConn{
-		conn: conn, data: data, remoteErr: make(chan struct{}),
-		remote: podAddr(fmt.Sprintf("%s/%s:%d", namespace, pod, port)),
-	}
+	pc := &podConn{conn: conn, data: data, remoteErr: make(chan struct{}), remote: remote}
 	go pc.readErrors(errStream)
 	return pc, nil
 }
@@ -132,6 +132,10 @@ func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (
 // proxy, an API server without SPDY), not the API server's own "no"
 // (forbidden, no such pod, pod not running), which WebSocket would get too.
 func spdyUpgradeFailed(err error) bool {
+	var stream *streamError
+	if errors.As(err, &stream) {
+		return false
+	}
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
 		switch status.Status().Code {
@@ -150,7 +154,8 @@ func portForwardError(err error, namespace, pod string, port int) error {
 	return fmt.Errorf("port-forward to %s/%s:%d: %w", namespace, pod, port, err)
 }
 
-// podConn is a port-forward data stream as a net.Conn. When the kubelet
+// podConn is a port-forward data stream of client-go's (the WebSocket
+// tunnel) as a net.Conn. When the kubelet
 // cannot reach the port (nothing listens yet), the data stream just ends
 // and the reason comes on the error stream: Read returns that reason.
 type podConn struct {
