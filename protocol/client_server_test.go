@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/doppel-dev/doppel/internal/testnet"
 )
 
 // fakePod is an in-memory Handler: a few files, an environment, and dials
@@ -386,27 +388,7 @@ func TestOpen(t *testing.T) {
 }
 
 // echoServer accepts loopback TCP connections and hands each to serve.
-func echoServer(t testing.TB, serve func(net.Conn)) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
+func echoServer(t testing.TB, serve func(net.Conn)) string { return testnet.Serve(t, serve) }
 
 func TestDialTCPHalfClose(t *testing.T) {
 	// The server answers only after the client's EOF, as a request/reply

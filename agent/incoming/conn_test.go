@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doppel-dev/doppel/agent/incoming/http1"
+	"github.com/doppel-dev/doppel/internal/testnet"
 	"github.com/doppel-dev/doppel/protocol"
 )
 
@@ -64,25 +65,10 @@ func (c *abortConn) Abort(reason string) error {
 func TestMirrorNeverSlowsThePod(t *testing.T) {
 	defer func(d time.Duration) { mirrorDrain = d }(mirrorDrain)
 	mirrorDrain = 200 * time.Millisecond
-	original, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer original.Close()
-	go func() {
-		for {
-			c, err := original.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "got %d", n)
-				c.Close()
-			}()
-		}
-	}()
-	dst := netip.MustParseAddrPort(original.Addr().String())
+	dst := netip.MustParseAddrPort(testnet.Serve(t, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "got %d", n)
+	}))
 	stalled := &stalledSession{aborted: make(chan string, 1)}
 	tb := newTable()
 	tb.add(dst.Port(), &sub{sess: stalled, mode: protocol.ModeMirror}, false)

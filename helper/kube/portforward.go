@@ -56,6 +56,10 @@ func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (
 		if err == nil {
 			return conn, nil
 		}
+		var stream *streamError
+		if errors.As(err, &stream) {
+			return nil, err // names the pod and port already
+		}
 		if mode == PortForwardSPDY || ctx.Err() != nil || !spdyUpgradeFailed(err) {
 			return nil, portForwardError(err, namespace, pod, port)
 		}

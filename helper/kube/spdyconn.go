@@ -139,7 +139,7 @@ func dialSPDY(ctx context.Context, cfg *rest.Config, u *url.URL, port int, remot
 	c := newSPDYConn(up.conn, up.buffered, remote)
 	if err := c.open(ctx, port); err != nil {
 		c.Close()
-		return nil, &streamError{err}
+		return nil, &streamError{fmt.Errorf("port-forward to %s: %w", remote, err)}
 	}
 	return c, nil
 }
@@ -225,8 +225,10 @@ func newSPDYConn(conn net.Conn, buffered []byte, remote net.Addr) *spdyConn {
 	return c
 }
 
-// open creates the error and data streams and waits for their replies:
-// the kubelet's side drops data sent on a stream before it replied.
+// open creates the error and data streams and waits for their replies
+// (the kubelet's side drops data sent on a stream before it replied) or
+// for their end: a port nothing listens on is reported by Read, so that a
+// caller waiting for the port to open sees one kind of failure.
 func (c *spdyConn) open(ctx context.Context, port int) error {
 	if d, ok := ctx.Deadline(); ok {
 		c.conn.SetDeadline(d)
@@ -249,10 +251,7 @@ func (c *spdyConn) open(ctx context.Context, port int) error {
 	}
 	for !c.replied[spdyErrorStream] || !c.replied[spdyDataStream] {
 		if c.ended || c.reset != nil {
-			if err := c.endErr(); err != nil && err != io.EOF {
-				return err
-			}
-			return errors.New("the port-forward stream ended before it started")
+			break // the port failed: Read says why, as when it fails later
 		}
 		if err := c.readFrame(); err != nil {
 			return c.ctxErr(ctx, fmt.Errorf("waiting for the streams: %w", err))
@@ -278,7 +277,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (c *spdyConn) Read(p []byte) (int, error) {
 	for c.left == 0 {
 		if c.ended || c.reset != nil {
-			return 0, c.endErr()
+			if err := c.endReason(); err != io.EOF {
+				return 0, fmt.Errorf("port-forward to %s: %w", c.remote, err)
+			}
+			return 0, io.EOF
 		}
 		if err := c.readFrame(); err != nil {
 			return 0, err
@@ -309,7 +311,7 @@ func (c *spdyConn) readFrame() error {
 		c.rd.unread(hdr[:])
 		frame, err := c.framer.ReadFrame()
 		if err != nil {
-			return fmt.Errorf("port-forward: %w", err)
+			return fmt.Errorf("reading a SPDY control frame: %w", err)
 		}
 		return c.control(frame)
 	}
@@ -350,7 +352,7 @@ func (c *spdyConn) control(frame spdy.Frame) error {
 	case *spdy.RstStreamFrame:
 		switch f.StreamId {
 		case spdyDataStream:
-			c.reset = fmt.Errorf("port-forward to %s: the stream was reset (SPDY status %d)", c.remote, f.Status)
+			c.reset = fmt.Errorf("the stream was reset (SPDY status %d)", f.Status)
 		case spdyErrorStream:
 			c.errDone = true
 		}
@@ -380,9 +382,9 @@ func (c *spdyConn) streamEnded(id spdy.StreamId) {
 	}
 }
 
-// endErr is what Read returns once the data stream ended: the error
-// stream's reason if it gives one within errStreamWait, else EOF.
-func (c *spdyConn) endErr() error {
+// endReason is why the data stream ended: the error stream's reason if
+// it gives one within errStreamWait, else a reset, else EOF.
+func (c *spdyConn) endReason() error {
 	if !c.errDone {
 		c.conn.SetReadDeadline(time.Now().Add(errStreamWait))
 		for !c.errDone && c.left == 0 {
@@ -394,7 +396,7 @@ func (c *spdyConn) endErr() error {
 		c.errDone = true
 	}
 	if msg := strings.TrimSpace(string(c.errMsg)); msg != "" {
-		return fmt.Errorf("port-forward to %s: %s", c.remote, msg)
+		return errors.New(msg)
 	}
 	if c.reset != nil {
 		return c.reset
