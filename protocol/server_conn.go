@@ -471,14 +471,45 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 	}
 	defer conn.Close()
 	reply := DialReply{Local: conn.LocalAddr().String(), Remote: conn.RemoteAddr().String()}
-	if err := writeMessage(ds.st, reply, MaxHeaderSize); err != nil {
+	if udp {
+		if err := writeMessage(ds.st, reply, MaxHeaderSize); err != nil {
+			return
+		}
+		pipeDatagrams(ds.st, conn)
 		return
 	}
-	if udp {
-		pipeDatagrams(ds.st, conn)
-	} else {
-		pipeStream(ds.st, conn)
+	// The helper's first bytes (an early dial's request) go to the pod
+	// while the reply is on its way; the pod's bytes follow the reply.
+	rf := &replyFirst{Stream: ds.st, sent: make(chan error, 1)}
+	go func() { rf.sent <- writeMessage(ds.st, reply, MaxHeaderSize) }()
+	pipeStream(rf, conn)
+}
+
+// replyFirst is a dial's stream whose writes wait until the dial's reply
+// has been sent.
+type replyFirst struct {
+	*yamux.Stream
+	sent chan error
+	once sync.Once
+	err  error
+}
+
+func (r *replyFirst) wait() error {
+	r.once.Do(func() { r.err = <-r.sent })
+	return r.err
+}
+
+func (r *replyFirst) Write(p []byte) (int, error) {
+	if err := r.wait(); err != nil {
+		return 0, err
 	}
+	return r.Stream.Write(p)
+}
+
+// Close (the stream's half-close) must not overtake the reply either.
+func (r *replyFirst) Close() error {
+	r.wait()
+	return r.Stream.Close()
 }
 
 func (ds *dataStream) serveOpen(ctx context.Context, hdr *StreamHeader) {
@@ -512,7 +543,7 @@ func (ds *dataStream) writeOpenError(err error) {
 // connection, passing half-closes on: EOF from the helper becomes
 // shutdown(SHUT_WR) on the pod socket and the pod's EOF becomes the
 // stream's FIN.
-func pipeStream(st *yamux.Stream, conn net.Conn) { netpipe.Join(st, conn) }
+func pipeStream(st io.ReadWriteCloser, conn net.Conn) { netpipe.Join(st, conn) }
 
 // pipeDatagrams relays datagrams: on the stream each is a 2-byte
 // big-endian length and the payload; on the pod side each is one UDP

@@ -20,6 +20,7 @@ type Target struct {
 	ns     *nsThread
 	exited chan struct{}
 	pidfd  *os.File
+	pool   *socketPool
 }
 
 // Open attaches to process pid: it enters its network namespace on a
@@ -50,6 +51,8 @@ func Open(pid int) (*Target, error) {
 		t.Close()
 		return nil, err
 	}
+	t.pool = newSocketPool(t.makeSockets)
+	t.pool.take(unix.AF_INET) // fills it
 	// The pid may have been reused between pidfd_open and the opens by
 	// path; a live pidfd afterwards proves the paths were this process's.
 	if t.hasExited() {
@@ -72,6 +75,9 @@ func (t *Target) Exited() <-chan struct{} { return t.exited }
 
 // Close releases the namespace thread and descriptors.
 func (t *Target) Close() error {
+	if t.pool != nil {
+		t.pool.close()
+	}
 	if t.ns != nil {
 		t.ns.stop()
 	}
@@ -83,8 +89,14 @@ func (t *Target) Close() error {
 }
 
 // Socket creates a socket in the target's network namespace. It is
-// non-blocking and close-on-exec whatever typ says.
+// non-blocking and close-on-exec whatever typ says. TCP sockets come from
+// a pool made ahead (socketPool).
 func (t *Target) Socket(domain, typ, proto int) (int, error) {
+	if pooled(domain, typ, proto) {
+		if fd := t.pool.take(domain); fd >= 0 {
+			return fd, nil
+		}
+	}
 	fd := -1
 	err := t.ns.do(func() error {
 		var err error
@@ -95,6 +107,22 @@ func (t *Target) Socket(domain, typ, proto int) (int, error) {
 		return -1, os.NewSyscallError("socket", err)
 	}
 	return fd, nil
+}
+
+// makeSockets makes n TCP sockets of the family on the namespace thread.
+func (t *Target) makeSockets(domain, n int) ([]int, error) {
+	var fds []int
+	err := t.ns.do(func() error {
+		for range n {
+			fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+		}
+		return nil
+	})
+	return fds, err
 }
 
 // InNetns runs f on the thread that is in the target's network namespace,
@@ -192,11 +220,15 @@ func (t *Target) watchExit() {
 // target's namespaces; functions sent to it run there.
 type nsThread struct {
 	calls chan func()
-	uts   bool // the thread is in the target's UTS namespace
+	quit  chan struct{} // closed by stop
+	uts   bool          // the thread is in the target's UTS namespace
 }
 
+// errStopped is a call on the namespace thread after the target closed.
+var errStopped = errors.New("target: closed")
+
 func startNSThread(proc string) (*nsThread, error) {
-	t := &nsThread{calls: make(chan func())}
+	t := &nsThread{calls: make(chan func()), quit: make(chan struct{})}
 	ready := make(chan error, 1)
 	go func() {
 		// Never unlocked: when this goroutine returns, Go ends the thread
@@ -210,8 +242,13 @@ func startNSThread(proc string) (*nsThread, error) {
 		// fallback (/etc/hostname), so failing to enter it is no error.
 		t.uts = enterNS(proc, "uts", unix.CLONE_NEWUTS) == nil
 		ready <- nil
-		for f := range t.calls {
-			f()
+		for {
+			select {
+			case f := <-t.calls:
+				f()
+			case <-t.quit:
+				return
+			}
 		}
 	}()
 	if err := <-ready; err != nil {
@@ -244,11 +281,16 @@ func enterNS(proc, kind string, nstype int) error {
 	return nil
 }
 
-// do runs f on the namespace thread and returns its error.
+// do runs f on the namespace thread and returns its error; after stop it
+// returns errStopped (a pool refill may race the target's close).
 func (t *nsThread) do(f func() error) error {
 	done := make(chan error, 1)
-	t.calls <- func() { done <- f() }
+	select {
+	case t.calls <- func() { done <- f() }:
+	case <-t.quit:
+		return errStopped
+	}
 	return <-done
 }
 
-func (t *nsThread) stop() { close(t.calls) }
+func (t *nsThread) stop() { close(t.quit) }

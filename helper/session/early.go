@@ -76,28 +76,54 @@ func (r *reachableSet) forget(dst netip.AddrPort) {
 }
 
 // connectEarly connects the process's socket to the tunnel at once if the
-// config allows early dials and the pod reached dst lately, and dials once
-// the socket is connected; decided is false when the caller should dial
-// and wait. It waits for nothing, so the layer runs it on its receive loop.
+// config allows early dials and the pod reached dst lately, dialing
+// meanwhile, and registers the dial with the tunnel once the socket is
+// connected; decided is false when the caller should dial and wait. It waits for nothing, so the layer runs it on its receive loop.
 func (h *handler) connectEarly(ctx context.Context, dst netip.AddrPort) (v layer.ConnectVerdict, decided bool) {
 	ed, can := h.remote.(earlyDialer)
 	if !can || !h.cfg.Feature.Network.Outgoing.EarlyConnect || !h.reachable.fresh(dst) {
 		return v, false
 	}
-	return layer.ConnectVerdict{Action: layer.Redirect, Redirect: h.tunnel.Addr(), Connected: func(local netip.AddrPort) {
-		go func() {
-			conn, err := ed.DialTCPEarly(ctx, dst.String())
-			if err != nil {
-				// The session's trouble (the agent gone): the tunnel
-				// resets the local connection.
-				h.log.Debug("early dial", "dst", dst, "err", err)
-				h.tunnel.register(local, nil)
-				return
+	// The dial starts now, while the layer connects the process's socket:
+	// the agent gets a head start on its own connect.
+	type dialed struct {
+		conn net.Conn
+		err  error
+	}
+	result := make(chan dialed, 1)
+	go func() {
+		conn, err := ed.DialTCPEarly(ctx, dst.String())
+		result <- dialed{conn, err}
+	}()
+	connected := make(chan netip.AddrPort, 1)
+	go func() {
+		d := <-result
+		var local netip.AddrPort
+		select {
+		case local = <-connected:
+		case <-time.After(connectedWait):
+			// The process's socket never connected to the tunnel.
+			if d.conn != nil {
+				d.conn.Close()
 			}
-			h.tunnel.register(local, &earlyConn{Conn: conn, dst: dst, reachable: h.reachable})
-		}()
-	}}, true
+			return
+		}
+		if d.err != nil {
+			// The session's trouble (the agent gone): the tunnel resets
+			// the local connection.
+			h.log.Debug("early dial", "dst", dst, "err", d.err)
+			h.tunnel.register(local, nil)
+			return
+		}
+		h.tunnel.register(local, &earlyConn{Conn: d.conn, dst: dst, reachable: h.reachable})
+	}()
+	return layer.ConnectVerdict{Action: layer.Redirect, Redirect: h.tunnel.Addr(),
+		Connected: func(local netip.AddrPort) { connected <- local }}, true
 }
+
+// connectedWait bounds the wait for the layer's Connected call, which
+// comes right after the process's connect or not at all (it failed).
+const connectedWait = 10 * time.Second
 
 // earlyConn is an early dial's connection. Its first Read brings the pod's
 // answer: a refusal resets the local socket (the tunnel sets local), so the
