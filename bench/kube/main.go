@@ -36,6 +36,7 @@ var (
 	runs      = flag.Int("runs", 3, "runs of each startup measurement")
 	mib       = flag.Int("mib", 256, "MiB per throughput run")
 	requests  = flag.Int("requests", 200, "requests of the latency measurement")
+	other     = flag.String("other", "", "a second doppel binary whose throughput is measured in the same rounds (A/B between builds)")
 	namespace = "doppel-bench-" + strconv.Itoa(rand.IntN(1e6))
 )
 
@@ -93,8 +94,8 @@ spec:
 	if err != nil {
 		return err
 	}
-	dexec := func(args ...string) (string, error) {
-		cmd := exec.Command(doppelBin, append([]string{"exec", "--"}, args...)...)
+	dexecWith := func(bin string, args ...string) (string, error) {
+		cmd := exec.Command(bin, append([]string{"exec", "--"}, args...)...)
 		cmd.Dir = wd
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -103,6 +104,7 @@ spec:
 		}
 		return out.String(), nil
 	}
+	dexec := func(args ...string) (string, error) { return dexecWith(doppelBin, args...) }
 
 	var rows []row
 	// Startup, cold: no agent for the target yet.
@@ -175,13 +177,20 @@ spec:
 		return err
 	}
 	svc := strings.TrimSpace(ip)
-	var tDoppel, tPF []float64
+	var tDoppel, tOther, tPF []float64
 	for i := 0; i < *runs; i++ {
 		out, err := dexec("sh", "-c", speed(svc))
 		if err != nil {
 			return err
 		}
 		tDoppel = append(tDoppel, num(out)/1e6)
+		if *other != "" {
+			out, err := dexecWith(*other, "sh", "-c", speed(svc))
+			if err != nil {
+				return err
+			}
+			tOther = append(tOther, num(out)/1e6)
+		}
 		out2, err := exec.Command("sh", "-c", speed(local)).Output()
 		if err != nil {
 			return err
@@ -189,6 +198,10 @@ spec:
 		tPF = append(tPF, num(string(out2))/1e6)
 	}
 	rows = append(rows, row{fmt.Sprintf("throughput, %d MiB from a Service", *mib), median(tDoppel), median(tPF), "MB/s", "kubectl port-forward"})
+	if *other != "" {
+		rows = append(rows, row{"throughput, " + *other, median(tOther), median(tPF), "MB/s", "kubectl port-forward"},
+			row{"throughput, this build vs " + *other, median(ratios(tDoppel, tOther)), 1, "x", "per round"})
+	}
 
 	loop := func(host string) string {
 		return fmt.Sprintf(`for i in $(seq %d); do curl -s -o /dev/null -w '%%{time_total}\n' http://%s/healthz; done`, *requests, host)
@@ -279,6 +292,15 @@ func nums(s string) []float64 {
 }
 
 func median(v []float64) float64 { return pct(v, 50) }
+
+// ratios divides a by b round by round.
+func ratios(a, b []float64) []float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = a[i] / b[i]
+	}
+	return r
+}
 
 func pct(v []float64, p int) float64 {
 	if len(v) == 0 {
