@@ -52,7 +52,7 @@ func Dial(ctx context.Context, conn net.Conn, hello Hello) (*Client, error) {
 		conn.Close()
 		return nil, fmt.Errorf("protocol: invalid hello: %w", err)
 	}
-	mux, err := newMux(conn, true, nil)
+	mux, _, err := newMux(conn, true, nil)
 	if err != nil {
 		conn.Close()
 		return nil, err

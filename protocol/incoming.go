@@ -198,7 +198,13 @@ func (si *SessionInfo) OpenIncoming(ctx context.Context, hdr IncomingHeader) (ne
 		st.Close()
 		return nil, err
 	}
-	return &IncomingConn{st: st, c: c, port: hdr.Port}, nil
+	ic := &IncomingConn{st: st, c: c, port: hdr.Port}
+	if hdr.Mode == ModeMirror {
+		// Nobody waits for a copy: its frames may wait for company.
+		ic.deferred = true
+		c.wire.Defer(st.StreamID(), true)
+	}
+	return ic, nil
 }
 
 // IncomingConn is the agent's side of an incoming stream.
@@ -206,6 +212,8 @@ type IncomingConn struct {
 	st   *yamux.Stream
 	c    *serverConn
 	port uint16
+	// deferred: the stream's data frames may wait (wire.Defer).
+	deferred bool
 
 	mu      sync.Mutex
 	readEOF bool
@@ -248,7 +256,10 @@ func (ic *IncomingConn) Abort(reason string) error {
 	ic.closed = true
 	needAbort := !ic.readEOF || reason != ""
 	ic.mu.Unlock()
-	ic.st.Close()
+	ic.st.Close() // its FIN sends the deferred frames before it
+	if ic.deferred {
+		ic.c.wire.Defer(ic.st.StreamID(), false)
+	}
 	if needAbort {
 		go ic.c.sendAbort(&IncomingHeader{Kind: StreamAbort, Stream: ic.st.StreamID(), Port: ic.port, Reason: reason})
 	}

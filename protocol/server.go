@@ -135,7 +135,7 @@ func (s *Server) shutdown() {
 
 // ServeConn serves one helper connection until it ends.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
-	mux, err := newMux(conn, false, s.Logger)
+	mux, wire, err := newMux(conn, false, s.Logger)
 	if err != nil {
 		conn.Close()
 		return err
@@ -145,7 +145,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	c := &serverConn{srv: s, mux: mux, ctrl: ctrl, streams: map[uint32]func(){}}
+	c := &serverConn{srv: s, mux: mux, wire: wire, ctrl: ctrl, streams: map[uint32]func(){}}
 	sess, reply := s.admit(hello, c)
 	reply.Protocol = Version
 	if reply.Error == nil {

@@ -36,6 +36,7 @@ type serverConn struct {
 	srv  *Server
 	sess *session
 	mux  *yamux.Session
+	wire *wire // what mux writes through
 	ctrl *yamux.Stream
 	log  *slog.Logger
 

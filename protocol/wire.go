@@ -1,0 +1,182 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"time"
+)
+
+// yamux's frame header: version, type, flags (2), stream id (4), length (4).
+const (
+	muxHeaderSize = 12
+	muxTypeData   = 0
+)
+
+// Deferred frames (see wire.Defer) wait at most deferDelay, and go out at
+// once past deferMax bytes.
+const (
+	deferDelay = 5 * time.Millisecond
+	deferMax   = 64 << 10
+)
+
+// wire is the connection yamux writes through. It sends a data frame's
+// header and body in one write: yamux writes them separately (two
+// syscalls, and through a port-forward two SPDY frames that the runtime,
+// kubelet, API server and client each handle apart); a data header
+// announcing a body is held back and sent with the next write, which is
+// that body (yamux's send loop is the only writer, and writes a data
+// frame's header then its body).
+//
+// Data frames of deferred streams (mirror copies: nobody waits for them)
+// are held up to deferDelay and sent together with what follows: at a
+// thousand mirrored requests a second that is a few frames per
+// millisecond-window for every process the port-forward passes through,
+// instead of one each. Any other frame sends them first, in order.
+// Nothing on the wire changes.
+type wire struct {
+	net.Conn
+	tcp     bool         // writev instead of copying buffers together
+	vectors VectorWriter // or the connection sends them as one message
+
+	mu      sync.Mutex // yamux's send loop and the deferred flush
+	hdr     [muxHeaderSize]byte
+	pending bool
+	buf     []byte
+
+	deferred map[uint32]bool // stream ids
+	held     []byte          // deferred frames, in order
+	timer    *time.Timer
+	err      error // a deferred flush's failure, for the next write
+}
+
+// VectorWriter is a connection that sends several buffers as one message
+// (the helper's port-forward stream: one SPDY data frame), so a yamux
+// frame's header and body need not be copied together first.
+type VectorWriter interface {
+	WriteVectors(bufs ...[]byte) (int, error)
+}
+
+func newWire(conn net.Conn) *wire {
+	w := &wire{Conn: conn, tcp: isTCP(conn), deferred: map[uint32]bool{}}
+	w.vectors, _ = conn.(VectorWriter)
+	return w
+}
+
+func isTCP(c net.Conn) bool { _, ok := c.(*net.TCPConn); return ok }
+
+// Defer holds the data frames of stream id for up to deferDelay (on) or
+// stops doing so (off).
+func (w *wire) Defer(id uint32, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on {
+		w.deferred[id] = true
+	} else {
+		delete(w.deferred, id)
+	}
+}
+
+func (w *wire) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.pending {
+		w.pending = false
+		if w.deferred[binary.BigEndian.Uint32(w.hdr[4:8])] {
+			w.held = append(append(w.held, w.hdr[:]...), p...)
+			if len(w.held) >= deferMax {
+				return len(p), w.flushLocked()
+			}
+			if w.timer == nil {
+				w.timer = time.AfterFunc(deferDelay, w.flushDeferred)
+			}
+			return len(p), nil
+		}
+		if err := w.send(w.hdr[:], p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if len(p) == muxHeaderSize && p[1] == muxTypeData && binary.BigEndian.Uint32(p[8:]) > 0 {
+		copy(w.hdr[:], p)
+		w.pending = true
+		return len(p), nil
+	}
+	if err := w.send(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// send writes what is held, then bufs, as one write.
+func (w *wire) send(bufs ...[]byte) error {
+	if len(w.held) > 0 {
+		bufs = append([][]byte{w.held}, bufs...)
+		w.clearHeld()
+	}
+	if len(bufs) == 1 {
+		_, err := w.Conn.Write(bufs[0])
+		return err
+	}
+	switch {
+	case w.vectors != nil:
+		_, err := w.vectors.WriteVectors(bufs...)
+		return err
+	case w.tcp:
+		nb := net.Buffers(bufs)
+		_, err := nb.WriteTo(w.Conn)
+		return err
+	}
+	w.buf = w.buf[:0]
+	for _, b := range bufs {
+		w.buf = append(w.buf, b...)
+	}
+	_, err := w.Conn.Write(w.buf)
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil // an unusually large frame: don't keep its buffer
+	}
+	return err
+}
+
+func (w *wire) clearHeld() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	if cap(w.held) > 1<<20 {
+		w.held = nil
+	} else {
+		w.held = w.held[:0]
+	}
+}
+
+func (w *wire) flushLocked() error {
+	if len(w.held) == 0 {
+		return nil
+	}
+	held := w.held
+	_, err := w.Conn.Write(held)
+	w.clearHeld()
+	if err != nil {
+		w.err = err
+	}
+	return err
+}
+
+func (w *wire) flushDeferred() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = nil
+	w.flushLocked()
+}
+
+// Close sends what is held first.
+func (w *wire) Close() error {
+	w.mu.Lock()
+	w.flushLocked()
+	w.mu.Unlock()
+	return w.Conn.Close()
+}
