@@ -35,3 +35,15 @@ func Serve(t testing.TB, handle func(net.Conn)) string {
 
 // Echo is a handler sending back what it reads.
 func Echo(c net.Conn) { io.Copy(c, c) }
+
+// FreePort returns a TCP port that was free on every address a moment
+// ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

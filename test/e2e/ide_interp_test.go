@@ -5,7 +5,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/doppel-dev/doppel/helper/ide"
+	"github.com/doppel-dev/doppel/internal/testnet"
 	"github.com/doppel-dev/doppel/test/e2e/framework"
 )
 
@@ -316,16 +316,8 @@ func (d *jdbProc) expect(s string, timeout time.Duration) {
 	}
 }
 
-// freeLocalPort is a loopback port free right now.
-func freeLocalPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freeLocalPort is a port free right now.
+func freeLocalPort(t *testing.T) int { return testnet.FreePort(t) }
 
 // waitListening waits for a listening TCP socket on the port (from
 // /proc/net: a probe connection would be a client to debug adapters that

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/doppel-dev/doppel/test/integration/podns"
+
+	"github.com/doppel-dev/doppel/internal/testnet"
 )
 
 // env is what TestMain prepared for every test: built binaries, the pod and
@@ -289,16 +291,8 @@ func logResult(t *testing.T, r result) {
 	t.Logf("exit %d after %v\n--- stdout\n%s--- stderr\n%s--- listens %+v", r.Code, r.Took.Round(time.Millisecond), r.Stdout, r.Stderr, r.Listens)
 }
 
-// freePort returns a TCP port free on the host right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t *testing.T) int { return testnet.FreePort(t) }
 
 // holdPort listens on a free port for the rest of the test: the port is
 // taken locally.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doppel-dev/doppel/internal/testnet"
 	"github.com/doppel-dev/doppel/test/apps/internal/pgtest"
 )
 
@@ -98,16 +98,8 @@ func buildInit(t *testing.T, dir string) string {
 	return out
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t *testing.T) int { return testnet.FreePort(t) }
 
 // openTCP connects the way the backend does: TCP and a scram password.
 func openTCP(t *testing.T, port int, password string) *sql.DB {
