@@ -70,6 +70,9 @@ const (
 	spdyDataFin                   = 0x01
 	// errMsgLimit bounds what is kept of the error stream.
 	errMsgLimit = 4 << 10
+	// upgradeTimeout bounds the upgrade request's answer, and the streams'
+	// replies.
+	upgradeTimeout = 30 * time.Second
 	// errStreamWait is how long the end of the data stream waits for the
 	// error stream's reason (the kubelet ends both, in either order).
 	errStreamWait = 200 * time.Millisecond
@@ -171,24 +174,29 @@ func (t *upgradeTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d, ok := req.Context().Deadline(); ok {
-		conn.SetDeadline(d)
+	// The exchange is bounded even without a deadline in the context:
+	// an upgrade that never answers must not hang the session's start.
+	deadline := time.Now().Add(upgradeTimeout)
+	if d, ok := req.Context().Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
+	conn.SetDeadline(deadline)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	conn.SetDeadline(time.Time{})
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		t.buffered, _ = br.Peek(br.Buffered())
 	} else {
-		// Read the error body before anyone closes the connection.
+		// Read the error body (within the deadline) before anyone closes
+		// the connection.
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
 		resp.Body = io.NopCloser(strings.NewReader(string(body)))
 	}
+	conn.SetDeadline(time.Time{})
 	t.conn = conn
 	return resp, nil
 }
@@ -230,10 +238,12 @@ func newSPDYConn(conn net.Conn, buffered []byte, remote net.Addr) *spdyConn {
 // for their end: a port nothing listens on is reported by Read, so that a
 // caller waiting for the port to open sees one kind of failure.
 func (c *spdyConn) open(ctx context.Context, port int) error {
-	if d, ok := ctx.Deadline(); ok {
-		c.conn.SetDeadline(d)
-		defer c.conn.SetDeadline(time.Time{})
+	deadline := time.Now().Add(upgradeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
+	c.conn.SetDeadline(deadline)
+	defer c.conn.SetDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
 	defer stop()
 	headers := func(kind string) http.Header {
