@@ -78,7 +78,8 @@ func (r *reachableSet) forget(dst netip.AddrPort) {
 // connectEarly connects the process's socket to the tunnel at once if the
 // config allows early dials and the pod reached dst lately, dialing
 // meanwhile, and registers the dial with the tunnel once the socket is
-// connected; decided is false when the caller should dial and wait. It waits for nothing, so the layer runs it on its receive loop.
+// connected; decided is false when the caller should dial and wait. It
+// waits for nothing, so the layer runs it on its receive loop.
 func (h *handler) connectEarly(ctx context.Context, dst netip.AddrPort) (v layer.ConnectVerdict, decided bool) {
 	ed, can := h.remote.(earlyDialer)
 	if !can || !h.cfg.Feature.Network.Outgoing.EarlyConnect || !h.reachable.fresh(dst) {
