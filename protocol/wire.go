@@ -18,6 +18,9 @@ const (
 const (
 	deferDelay = 5 * time.Millisecond
 	deferMax   = 64 << 10
+	// closeFlushWait bounds sending what is held when the connection
+	// closes.
+	closeFlushWait = time.Second
 )
 
 // wire is the connection yamux writes through. It sends a data frame's
@@ -173,10 +176,16 @@ func (w *wire) flushDeferred() {
 	w.flushLocked()
 }
 
-// Close sends what is held first.
+// Close sends what is held first, within closeFlushWait, unless a write
+// is under way: that one may be stuck on a dead connection, and only
+// closing it ends the write.
 func (w *wire) Close() error {
-	w.mu.Lock()
-	w.flushLocked()
-	w.mu.Unlock()
+	if w.mu.TryLock() {
+		if len(w.held) > 0 {
+			w.Conn.SetWriteDeadline(time.Now().Add(closeFlushWait))
+			w.flushLocked()
+		}
+		w.mu.Unlock()
+	}
 	return w.Conn.Close()
 }

@@ -23,7 +23,8 @@ func (c *writesConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (c *writesConn) Close() error { return nil }
+func (c *writesConn) Close() error                     { return nil }
+func (c *writesConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (c *writesConn) got() [][]byte {
 	c.mu.Lock()
@@ -149,5 +150,30 @@ func TestWireDefersMirrorFrames(t *testing.T) {
 	c.Close()
 	if got := w.got(); len(got) != 6 || !bytes.Equal(got[5], append(frameHeader(muxTypeData, 4, 4), "last"...)) {
 		t.Fatalf("close left %q", got[5:])
+	}
+}
+
+// Close ends a write stuck on a connection nobody reads, rather than
+// waiting for it.
+func TestWireCloseEndsAStuckWrite(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := newWire(a)
+	done := make(chan error, 1)
+	go func() {
+		c.Write(frameHeader(muxTypeData, 1, 5))
+		_, err := c.Write([]byte("stuck")) // net.Pipe: blocks until read
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a write stuck on the connection")
+	}
+	if err := <-done; err == nil {
+		t.Error("the stuck write succeeded after Close")
 	}
 }
