@@ -160,9 +160,7 @@ func (w *wire) flushLocked() error {
 	if len(w.held) == 0 {
 		return nil
 	}
-	held := w.held
-	_, err := w.Conn.Write(held)
-	w.clearHeld()
+	err := w.send()
 	if err != nil {
 		w.err = err
 	}

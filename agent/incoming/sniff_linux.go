@@ -200,7 +200,6 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 		jset      = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
 		ja        = unix.BPF_JMP | unix.BPF_JA
 		ret       = unix.BPF_RET | unix.BPF_K
-		retA      = unix.BPF_RET | unix.BPF_K
 		finSynRst = 0x07
 		// SKF_AD_OFF + SKF_AD_PROTOCOL / SKF_AD_PKTTYPE.
 		adProtocol = 0xfffff000

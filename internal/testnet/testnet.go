@@ -13,7 +13,13 @@ import (
 // returns the listener's address.
 func Serve(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return ServeOn(t, "127.0.0.1:0", handle)
+}
+
+// ServeOn is Serve on addr (":0": a free port on every address).
+func ServeOn(t testing.TB, addr string, handle func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

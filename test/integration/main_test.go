@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -298,21 +299,7 @@ func freePort(t *testing.T) int { return testnet.FreePort(t) }
 // taken locally.
 func holdPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).Port
+	return int(netip.MustParseAddrPort(testnet.ServeOn(t, ":0", func(net.Conn) {})).Port())
 }
 
 // probeEnv is the probes' configuration (the same for every runtime).
