@@ -32,6 +32,7 @@ type sniffer struct {
 	mu    sync.Mutex
 	fd    int      // for the filter; -1 when closed
 	file  *os.File // fd in Go's netpoller: read and Close
+	ring  *packetRing
 	ports map[uint16]bool
 	conns map[flowKey]*sniffConn
 }
@@ -76,18 +77,27 @@ func (s *sniffer) add(port uint16) error {
 		if err != nil {
 			return err
 		}
-		// Bursts must not overflow it: what is lost is a mirror's copy.
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+		ring, err := newPacketRing(fd)
+		if err != nil {
+			// A kernel without TPACKET_V3 rings: segments are received one
+			// by one. Bursts must not overflow the socket's buffer: what is
+			// lost is a mirror's copy.
+			s.log.Debug("mirror capture without a packet ring", "err", err)
+			if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+				unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+			}
 		}
 		// Read through the netpoller, draining what is queued at each
 		// wake-up: a blocking recvfrom per segment cost a thread switch
 		// each (a quarter of the CPU at 2,000 segments a second).
 		if err := unix.SetNonblock(fd, true); err != nil {
+			if ring != nil {
+				ring.close()
+			}
 			unix.Close(fd)
 			return err
 		}
-		s.fd, s.file = fd, os.NewFile(uintptr(fd), "doppel-mirror-capture")
+		s.fd, s.file, s.ring = fd, os.NewFile(uintptr(fd), "doppel-mirror-capture"), ring
 		opened = true
 	}
 	s.ports[port] = true
@@ -99,7 +109,11 @@ func (s *sniffer) add(port uint16) error {
 		return err
 	}
 	if opened {
-		go s.read(s.file)
+		if s.ring != nil {
+			go s.readRing(s.file, s.ring)
+		} else {
+			go s.read(s.file)
+		}
 		go s.sweep()
 	}
 	return nil
@@ -304,6 +318,31 @@ func (s *sniffer) read(f *os.File) {
 	}
 }
 
+// readRing takes the blocks of segments the kernel fills until the
+// socket is closed, then unmaps the ring.
+func (s *sniffer) readRing(f *os.File, ring *packetRing) {
+	defer ring.close()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	take := func(pkt []byte, pkttype uint8) {
+		if pkttype != unix.PACKET_OUTGOING { // loopback shows each segment twice
+			s.segment(pkt)
+		}
+	}
+	for {
+		// The socket polls readable while a block waits for the agent.
+		err := raw.Read(func(uintptr) bool {
+			ring.drain(take)
+			return false
+		})
+		if err != nil {
+			return // closed
+		}
+	}
+}
+
 // segment handles one captured IP packet.
 func (s *sniffer) segment(b []byte) {
 	var src, dst netip.Addr
@@ -468,7 +507,7 @@ func (s *sniffer) endLocked(key flowKey, c *sniffConn) {
 // the file until it returns.
 func (s *sniffer) closeLocked() {
 	go s.file.Close()
-	s.fd, s.file = -1, nil
+	s.fd, s.file, s.ring = -1, nil, nil // readRing unmaps the ring
 }
 
 // sweep ends the copies of connections gone quiet, until the socket is
