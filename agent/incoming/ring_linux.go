@@ -64,6 +64,9 @@ func newPacketRing(fd int) (*packetRing, error) {
 	}
 	mem, err := unix.Mmap(fd, 0, ringBlockSize*ringBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
+		// Without the ring set up again to nothing, segments would go on
+		// filling it instead of the socket's queue.
+		unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &unix.TpacketReq3{})
 		return nil, fmt.Errorf("mapping the packet ring: %w", err)
 	}
 	return &packetRing{mem: mem, blockSize: ringBlockSize, blocks: ringBlocks}, nil

@@ -3,6 +3,7 @@ package incoming
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -52,6 +53,12 @@ type sniffConn struct {
 	touched time.Time
 }
 
+// noPacketRing makes the capture receive segment by segment, as on a
+// kernel without TPACKET_V3 (tests).
+var noPacketRing = false
+
+var errRingOff = errors.New("packet ring turned off")
+
 // maxEarly bounds the out-of-order bytes held for one connection; beyond,
 // its copy is dropped.
 const maxEarly = 1 << 20
@@ -77,7 +84,10 @@ func (s *sniffer) add(port uint16) error {
 		if err != nil {
 			return err
 		}
-		ring, err := newPacketRing(fd)
+		ring, err := (*packetRing)(nil), errRingOff
+		if !noPacketRing {
+			ring, err = newPacketRing(fd)
+		}
 		if err != nil {
 			// A kernel without TPACKET_V3 rings: segments are received one
 			// by one. Bursts must not overflow the socket's buffer: what is

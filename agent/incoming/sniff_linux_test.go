@@ -226,10 +226,20 @@ type hostPod struct{}
 func (hostPod) Socket(domain, typ, proto int) (int, error) { return unix.Socket(domain, typ, proto) }
 func (hostPod) InNetns(f func() error) error               { return f() }
 
-// The capture through the kernel's packet ring: a connection's client
-// bytes on loopback reach the mirror whole and in order, and the server's
-// answers (and loopback's outgoing duplicates) don't.
-func TestSniffRing(t *testing.T) {
+// The capture, through the kernel's packet ring and segment by segment
+// (kernels without one): a connection's client bytes on loopback reach
+// the mirror whole and in order, and the server's answers (and loopback's
+// outgoing duplicates) don't.
+func TestSniffCapture(t *testing.T) {
+	t.Run("ring", func(t *testing.T) { testSniffCapture(t, true) })
+	t.Run("recvfrom", func(t *testing.T) {
+		noPacketRing = true
+		defer func() { noPacketRing = false }()
+		testSniffCapture(t, false)
+	})
+}
+
+func testSniffCapture(t *testing.T, ring bool) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -246,8 +256,8 @@ func TestSniffRing(t *testing.T) {
 		t.Fatalf("capture on loopback (needs CAP_NET_RAW): %v", err)
 	}
 	defer s.close()
-	if s.ring == nil {
-		t.Fatal("the capture runs without a packet ring on this kernel")
+	if (s.ring != nil) != ring {
+		t.Fatalf("packet ring %v, want %v", s.ring != nil, ring)
 	}
 
 	go func() {
