@@ -16,7 +16,7 @@ const (
 // Deferred frames (see wire.Defer) wait at most deferDelay, and go out at
 // once past deferMax bytes.
 const (
-	deferDelay = 5 * time.Millisecond
+	deferDelay = 20 * time.Millisecond
 	deferMax   = 64 << 10
 	// closeFlushWait bounds sending what is held when the connection
 	// closes.
@@ -33,9 +33,11 @@ const (
 //
 // Data frames of deferred streams (mirror copies: nobody waits for them)
 // are held up to deferDelay and sent together with what follows: at a
-// thousand mirrored requests a second that is a few frames per
-// millisecond-window for every process the port-forward passes through,
-// instead of one each. Any other frame sends them first, in order.
+// thousand mirrored requests a second that is fifty frames a second for
+// every process the port-forward passes through (and for the local
+// process, which gets its copies in bursts), instead of a thousand; under
+// that load 20 ms cost 5–22 % less CPU in all processes together than 5 ms.
+// Any other frame sends them first, in order.
 // Nothing on the wire changes.
 type wire struct {
 	net.Conn
