@@ -41,13 +41,15 @@ const (
 	blockFirstPktOff = 16 // .offset_to_first_pkt
 	pktNextOff       = 0  // tpacket3_hdr.tp_next_offset
 	pktSnaplenOff    = 12 // .tp_snaplen
+	pktLenOff        = 16 // .tp_len
 	pktNetOff        = 26 // .tp_net
 	pktHdrLen        = 48 // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 	sllPkttypeOff    = pktHdrLen + 10
 )
 
 // newPacketRing sets up a TPACKET_V3 ring on the packet socket fd (before
-// it is bound or read).
+// it is bound or read). After a failure the socket may hold a ring nobody
+// reads: it is for closing, not for reading segment by segment.
 func newPacketRing(fd int) (*packetRing, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return nil, fmt.Errorf("PACKET_VERSION TPACKET_V3: %w", err)
@@ -64,9 +66,6 @@ func newPacketRing(fd int) (*packetRing, error) {
 	}
 	mem, err := unix.Mmap(fd, 0, ringBlockSize*ringBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		// Without the ring set up again to nothing, segments would go on
-		// filling it instead of the socket's queue.
-		unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &unix.TpacketReq3{})
 		return nil, fmt.Errorf("mapping the packet ring: %w", err)
 	}
 	return &packetRing{mem: mem, blockSize: ringBlockSize, blocks: ringBlocks}, nil
@@ -77,10 +76,10 @@ func (r *packetRing) status(block []byte) *uint32 {
 }
 
 // drain passes each segment of every block the kernel handed over to fn
-// (its network-layer bytes and its packet type) and gives the blocks
-// back; it reports whether there were any. The bytes are the ring's: fn
-// copies what it keeps.
-func (r *packetRing) drain(fn func(pkt []byte, pkttype uint8)) bool {
+// (its network-layer bytes, its packet type, and whether it was cut
+// short) and gives the blocks back; it reports whether there were any.
+// The bytes are the ring's: fn copies what it keeps.
+func (r *packetRing) drain(fn func(pkt []byte, pkttype uint8, truncated bool)) bool {
 	got := false
 	for {
 		block := r.mem[r.next*r.blockSize : (r.next+1)*r.blockSize]
@@ -94,9 +93,10 @@ func (r *packetRing) drain(fn func(pkt []byte, pkttype uint8)) bool {
 		for i := uint32(0); i < n && off+sllPkttypeOff < len(block); i++ {
 			pkt := block[off:]
 			snap := int(binary.NativeEndian.Uint32(pkt[pktSnaplenOff:]))
+			full := int(binary.NativeEndian.Uint32(pkt[pktLenOff:]))
 			net := int(binary.NativeEndian.Uint16(pkt[pktNetOff:]))
 			if net+snap <= len(pkt) {
-				fn(pkt[net:net+snap], pkt[sllPkttypeOff])
+				fn(pkt[net:net+snap], pkt[sllPkttypeOff], snap < full)
 			}
 			next := int(binary.NativeEndian.Uint32(pkt[pktNextOff:]))
 			if next == 0 {

@@ -48,6 +48,7 @@ type sniffConn struct {
 	early   map[uint32][]byte // by sequence number
 	earlyN  int
 	finAt   uint32
+	lost    bool // a segment was cut short: the copy can't be whole
 	fin     bool
 	sinks   []*mirrorSink
 	touched time.Time
@@ -90,9 +91,14 @@ func (s *sniffer) add(port uint16) error {
 		}
 		if err != nil {
 			// A kernel without TPACKET_V3 rings: segments are received one
-			// by one. Bursts must not overflow the socket's buffer: what is
-			// lost is a mirror's copy.
+			// by one, on a fresh socket (the first may hold half a ring).
+			// Bursts must not overflow its buffer: what is lost is a
+			// mirror's copy.
 			s.log.Debug("mirror capture without a packet ring", "err", err)
+			unix.Close(fd)
+			if fd, err = s.pod.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ALL))); err != nil {
+				return err
+			}
 			if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
 				unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
 			}
@@ -114,7 +120,11 @@ func (s *sniffer) add(port uint16) error {
 	if err := s.refilterLocked(); err != nil {
 		delete(s.ports, port)
 		if opened {
+			ring := s.ring
 			s.closeLocked()
+			if ring != nil {
+				ring.close() // no reader started; its mapping holds the socket open
+			}
 		}
 		return err
 	}
@@ -306,7 +316,7 @@ func (s *sniffer) read(f *os.File) {
 		var rerr error
 		err := raw.Read(func(fd uintptr) bool {
 			for {
-				n, from, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+				n, from, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
 				switch {
 				case err == unix.EAGAIN || err == unix.EWOULDBLOCK:
 					return false // wait in the netpoller
@@ -319,7 +329,7 @@ func (s *sniffer) read(f *os.File) {
 				if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 					continue // loopback shows each segment twice
 				}
-				s.segment(buf[:n])
+				s.segment(buf[:min(n, len(buf))], n > len(buf)) // MSG_TRUNC: n is the whole length
 			}
 		})
 		if err != nil || rerr != nil {
@@ -336,9 +346,9 @@ func (s *sniffer) readRing(f *os.File, ring *packetRing) {
 	if err != nil {
 		return
 	}
-	take := func(pkt []byte, pkttype uint8) {
+	take := func(pkt []byte, pkttype uint8, truncated bool) {
 		if pkttype != unix.PACKET_OUTGOING { // loopback shows each segment twice
-			s.segment(pkt)
+			s.segment(pkt, truncated)
 		}
 	}
 	for {
@@ -353,8 +363,9 @@ func (s *sniffer) readRing(f *os.File, ring *packetRing) {
 	}
 }
 
-// segment handles one captured IP packet.
-func (s *sniffer) segment(b []byte) {
+// segment handles one captured IP packet; truncated: b is only its start
+// (the copy of its connection can't be whole).
+func (s *sniffer) segment(b []byte, truncated bool) {
 	var src, dst netip.Addr
 	var tcp []byte
 	switch {
@@ -414,7 +425,10 @@ func (s *sniffer) segment(b []byte) {
 		return
 	}
 	c.touched = time.Now()
-	if flags&rst != 0 {
+	if truncated {
+		c.lost = true // bytes of it never reached the agent
+	}
+	if flags&rst != 0 || c.lost {
 		s.endLocked(key, c)
 		s.mu.Unlock()
 		return
@@ -497,7 +511,7 @@ func (c *sniffConn) deliver(p []byte) {
 
 func (s *sniffer) endLocked(key flowKey, c *sniffConn) {
 	for _, k := range c.sinks {
-		if c.earlyN > maxEarly || len(c.early) > 0 && !c.fin {
+		if c.lost || c.earlyN > maxEarly || len(c.early) > 0 || c.fin && c.next != c.finAt {
 			k.drop() // bytes are missing: the copy is not the connection's
 		}
 		k.finish()

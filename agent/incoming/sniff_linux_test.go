@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -298,5 +299,68 @@ func testSniffCapture(t *testing.T, ring bool) {
 	got, _ := io.ReadAll(mirror)
 	if string(got) != string(want) {
 		t.Fatalf("mirror got %q, want %q", got, want)
+	}
+}
+
+// tcp4 is a captured IPv4 TCP segment.
+func tcp4(src, dst netip.AddrPort, seq uint32, flags byte, payload string) []byte {
+	b := make([]byte, 40+len(payload))
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	b[9] = unix.IPPROTO_TCP
+	s, d := src.Addr().As4(), dst.Addr().As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	binary.BigEndian.PutUint16(b[20:], src.Port())
+	binary.BigEndian.PutUint16(b[22:], dst.Port())
+	binary.BigEndian.PutUint32(b[24:], seq)
+	b[32] = 5 << 4
+	b[33] = flags
+	copy(b[40:], payload)
+	return b
+}
+
+// A copy that can't be whole is dropped (and the session told), not
+// passed off as the connection's bytes: a segment cut short by the
+// capture, or a gap still open when the connection ends.
+func TestSniffIncompleteCopyDropped(t *testing.T) {
+	const syn, fin, rst = 0x02, 0x01, 0x04
+	client, server := netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:8080")
+	for _, tc := range []struct {
+		name string
+		run  func(s *sniffer)
+	}{
+		{"truncated segment", func(s *sniffer) {
+			s.segment(tcp4(client, server, 101, 0, "GET / HTTP/1.1\r\n"), true)
+		}},
+		{"gap at the end", func(s *sniffer) {
+			s.segment(tcp4(client, server, 101, 0, "ab"), false)
+			s.segment(tcp4(client, server, 105, fin, "ef"), false) // "cd" never came
+			s.segment(tcp4(client, server, 108, rst, ""), false)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := pipeHandoff{fakeSession("m"), make(chan net.Conn, 1)}
+			tab := newTable()
+			tab.add(server.Port(), &sub{sess: h, mode: protocol.ModeMirror}, false)
+			s := newSniffer(context.Background(), hostPod{}, tab, slog.New(slog.DiscardHandler))
+			s.ports[server.Port()] = true
+			s.segment(tcp4(client, server, 100, syn, ""), false)
+			c := s.conns[flowKey{client, server}]
+			if c == nil {
+				t.Fatal("the SYN opened no copy")
+			}
+			tc.run(s)
+			if s.conns[flowKey{client, server}] != nil {
+				t.Fatal("the copy did not end")
+			}
+			k := c.sinks[0]
+			k.mu.Lock()
+			dropped := k.dropped
+			k.mu.Unlock()
+			if !dropped {
+				t.Fatal("an incomplete copy was not dropped")
+			}
+		})
 	}
 }
