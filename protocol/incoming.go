@@ -93,7 +93,8 @@ type IncomingHeader struct {
 	Remote string `json:"remote,omitempty"`
 	Local  string `json:"local,omitempty"`
 	// abort: the yamux id of the incoming stream to tear down, and why if
-	// the user should hear of it (ReasonMirrorOverflow).
+	// the user should hear of it (ReasonMirrorOverflow,
+	// ReasonMirrorIncomplete).
 	Stream uint32 `json:"stream,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -102,6 +103,11 @@ type IncomingHeader struct {
 // the local process read its copy too slowly (the agent never slows the
 // pod's traffic down for a mirror).
 const ReasonMirrorOverflow = "mirror_overflow"
+
+// ReasonMirrorIncomplete: the agent dropped a mirrored connection because
+// it could not capture all of its bytes (the node dropped segments before
+// the agent took them, or one was too large to capture whole).
+const ReasonMirrorIncomplete = "mirror_incomplete"
 
 // IncomingReply answers an incoming header once the helper reached (or
 // failed to reach) the local process.

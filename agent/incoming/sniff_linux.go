@@ -512,7 +512,7 @@ func (c *sniffConn) deliver(p []byte) {
 func (s *sniffer) endLocked(key flowKey, c *sniffConn) {
 	for _, k := range c.sinks {
 		if c.lost || c.earlyN > maxEarly || len(c.early) > 0 || c.fin && c.next != c.finAt {
-			k.drop() // bytes are missing: the copy is not the connection's
+			k.drop(protocol.ReasonMirrorIncomplete) // bytes are missing: the copy is not the connection's
 		}
 		k.finish()
 	}

@@ -358,8 +358,8 @@ func TestSniffIncompleteCopyDropped(t *testing.T) {
 			k.mu.Lock()
 			dropped := k.dropped
 			k.mu.Unlock()
-			if !dropped {
-				t.Fatal("an incomplete copy was not dropped")
+			if dropped != protocol.ReasonMirrorIncomplete {
+				t.Fatalf("an incomplete copy: dropped %q, want %q", dropped, protocol.ReasonMirrorIncomplete)
 			}
 		})
 	}

@@ -63,8 +63,8 @@ type mirrorSink struct {
 	cond    *sync.Cond
 	queue   [][]byte
 	queued  int
-	done    bool // no more bytes will come
-	dropped bool
+	done    bool   // no more bytes will come
+	dropped string // why the copy was given up (protocol.ReasonMirror…)
 }
 
 func newMirrorSink(ctx context.Context, s Handoff, hdr protocol.IncomingHeader, log *slog.Logger) *mirrorSink {
@@ -78,11 +78,11 @@ func newMirrorSink(ctx context.Context, s Handoff, hdr protocol.IncomingHeader, 
 func (m *mirrorSink) offer(b []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.dropped || m.done {
+	if m.dropped != "" || m.done {
 		return
 	}
 	if m.queued+len(b) > mirrorBuffer {
-		m.dropped = true
+		m.dropped = protocol.ReasonMirrorOverflow
 		m.queue, m.queued = nil, 0
 		m.cond.Signal()
 		return
@@ -100,27 +100,28 @@ func (m *mirrorSink) finish() {
 }
 
 // next waits for queued bytes; ok is false once the copy is over.
-func (m *mirrorSink) next() (b []byte, dropped, ok bool) {
+func (m *mirrorSink) next() (b []byte, dropped string, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for len(m.queue) == 0 && !m.done && !m.dropped {
+	for len(m.queue) == 0 && !m.done && m.dropped == "" {
 		m.cond.Wait()
 	}
-	if m.dropped {
-		return nil, true, false
+	if m.dropped != "" {
+		return nil, m.dropped, false
 	}
 	if len(m.queue) == 0 {
-		return nil, false, false
+		return nil, "", false
 	}
 	b = m.queue[0]
 	m.queue = m.queue[1:]
 	m.queued -= len(b)
-	return b, false, true
+	return b, "", true
 }
 
-func (m *mirrorSink) drop() {
+// drop gives the copy up for reason (protocol.ReasonMirror…).
+func (m *mirrorSink) drop(reason string) {
 	m.mu.Lock()
-	m.dropped = true
+	m.dropped = reason
 	m.queue, m.queued = nil, 0
 	m.mu.Unlock()
 }
@@ -129,15 +130,15 @@ func (m *mirrorSink) run(ctx context.Context, s Handoff, hdr protocol.IncomingHe
 	conn, err := s.OpenIncoming(ctx, hdr)
 	if err != nil {
 		log.Debug("no mirror for this connection", "session", s.SessionID(), "port", hdr.Port, "err", err)
-		m.drop()
+		m.drop(protocol.ReasonMirrorOverflow)
 		return
 	}
 	for {
 		b, dropped, ok := m.next()
-		if dropped {
-			log.Info("mirror dropped: the local process reads too slowly", "session", s.SessionID(), "port", hdr.Port)
+		if dropped != "" {
+			log.Info("mirror dropped", "session", s.SessionID(), "port", hdr.Port, "reason", dropped)
 			if a, ok := conn.(interface{ Abort(reason string) error }); ok {
-				a.Abort(protocol.ReasonMirrorOverflow) // *protocol.IncomingConn tells the helper why
+				a.Abort(dropped) // *protocol.IncomingConn tells the helper why
 			} else {
 				conn.Close()
 			}
@@ -155,7 +156,7 @@ func (m *mirrorSink) run(ctx context.Context, s Handoff, hdr protocol.IncomingHe
 		}
 		conn.SetWriteDeadline(time.Now().Add(mirrorDrain))
 		if _, err := conn.Write(b); err != nil {
-			m.drop() // told to the helper on the next turn
+			m.drop(protocol.ReasonMirrorOverflow) // told to the helper on the next turn
 		}
 	}
 }

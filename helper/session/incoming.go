@@ -172,7 +172,13 @@ func (in *incoming) open(ctx context.Context, hdr protocol.IncomingHeader) (net.
 
 // aborted hears of mirrored connections the agent gave up on.
 func (in *incoming) aborted(hdr protocol.IncomingHeader) {
-	if hdr.Reason != protocol.ReasonMirrorOverflow {
+	var why string
+	switch hdr.Reason {
+	case protocol.ReasonMirrorOverflow:
+		why = "the local process reads its copy too slowly (paused in a debugger?)"
+	case protocol.ReasonMirrorIncomplete:
+		why = "the agent could not capture all of their bytes (the node dropped segments under load)"
+	default:
 		return
 	}
 	in.mu.Lock()
@@ -184,8 +190,8 @@ func (in *incoming) aborted(hdr protocol.IncomingHeader) {
 	}
 	in.mu.Unlock()
 	if warn {
-		in.notify(Notice{Port: hdr.Port, Message: fmt.Sprintf("port %d: %d mirrored connections dropped so far — the local process reads its copy "+
-			"too slowly (paused in a debugger?); the target's own traffic is not slowed down", hdr.Port, n)})
+		in.notify(Notice{Port: hdr.Port, Message: fmt.Sprintf("port %d: %d mirrored connections dropped so far — %s; "+
+			"the target's own traffic is not slowed down", hdr.Port, n, why)})
 	}
 }
 
