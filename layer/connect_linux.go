@@ -287,7 +287,6 @@ func (c *call) sendmsgHasAddress() bool {
 
 // gather copies a message's payload and control data out of the process.
 func (c *call) gather(m msghdr) (data, control []byte, err error) {
-	const maxIov = 1024 // UIO_MAXIOV
 	if m.Iovlen > maxIov {
 		return nil, nil, unix.EMSGSIZE
 	}
@@ -347,11 +346,15 @@ func (s *Supervisor) sendmsg(c *call) {
 
 const sizeofMmsghdr = 64 // struct mmsghdr: msghdr + msg_len + padding
 
+// maxIov is UIO_MAXIOV, the kernel's bound on a message's iovecs and on
+// the messages of sendmmsg and recvmmsg.
+const maxIov = 1024
+
 // sendmmsg: sendmmsg(fd, msgvec, vlen, flags), which libuv (node) uses for
 // UDP. If no message has an address the call continues; otherwise the
 // supervisor sends every message itself, in order, and stores each msg_len.
 func (s *Supervisor) sendmmsg(c *call) {
-	vlen := min(c.arg(2), 1024) // UIO_MAXIOV, as the kernel caps it
+	vlen := min(c.arg(2), maxIov) // as the kernel caps it
 	if vlen == 0 {
 		c.cont()
 		return

@@ -84,7 +84,7 @@ type pendingRecv struct {
 }
 
 // recv answers recvfrom (with a src_addr: the filter lets the others
-// through) and recvmsg on the receive loop — continued for any socket that
+// through), recvmsg and recvmmsg on the receive loop — continued for any socket that
 // sent through no relay — when a datagram is there or the caller does not
 // wait. It returns what recvWait needs, on a goroutine, when the caller
 // waits for one.
@@ -109,17 +109,21 @@ func (c *call) recvFlags(nr int) int {
 	if nr == seccomp.SysRecvmsg {
 		return int(int32(c.arg(2)))
 	}
-	return int(int32(c.arg(3)))
+	return int(int32(c.arg(3))) // recvfrom, recvmmsg
 }
 
 func (c *call) receive(nr int, sock socket, flows []udpFlow) (wouldBlock bool) {
-	if nr == seccomp.SysRecvmsg {
+	switch nr {
+	case seccomp.SysRecvmsg:
 		return c.recvMsgInto(sock, flows)
+	case seccomp.SysRecvmmsg:
+		return c.recvMmsgInto(sock, flows)
 	}
 	return c.recvInto(sock, flows)
 }
 
-// recvWait waits for a datagram for a blocking recvfrom or recvmsg, within
+// recvWait waits for a datagram for a blocking recvfrom, recvmsg or
+// recvmmsg (whose timeout is not waited for beyond the first), within
 // the socket's SO_RCVTIMEO. It wakes every pollSlice to notice a caller
 // that a signal took away (its call is then restarted or fails with EINTR
 // on its own).
@@ -166,24 +170,77 @@ func translateSender(from []byte, flows []udpFlow) []byte {
 	return from
 }
 
-// recvMsgInto is recvInto for recvmsg: the datagram is scattered over the
-// process's iovecs, and msg_name, msg_namelen, the control data,
-// msg_controllen and msg_flags are written back as the kernel would.
+// recvMsgInto is recvInto for recvmsg.
 func (c *call) recvMsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
-	m, err := c.readMsghdr(c.arg(1))
-	if err != nil {
-		c.fail(unix.EFAULT)
-		return false
+	n, e := c.recvOneMsg(sock, flows, c.arg(1), int(int32(c.arg(2))))
+	switch e {
+	case 0:
+		c.ret(int64(n))
+	case unix.EAGAIN:
+		return true
+	case errnoGone:
+	default:
+		c.fail(e)
 	}
-	const maxIov = 1024 // UIO_MAXIOV
+	return false
+}
+
+// recvMmsgInto is recvInto for recvmmsg: the datagrams there now, at
+// least one (else wouldBlock), each into the next of the process's
+// mmsghdrs with its msg_len; like MSG_WAITFORONE, it does not wait for
+// more once one arrived.
+func (c *call) recvMmsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
+	vec, vlen := c.arg(1), min(c.arg(2), maxIov)
+	flags := int(int32(c.arg(3))) &^ unix.MSG_WAITFORONE
+	got := 0
+	for i := range vlen {
+		hdr := vec + i*sizeofMmsghdr
+		n, e := c.recvOneMsg(sock, flows, hdr, flags)
+		if e == errnoGone {
+			return false
+		}
+		if e != 0 {
+			if got > 0 {
+				break // the kernel too returns what arrived, and the error next time
+			}
+			if e == unix.EAGAIN {
+				return true
+			}
+			c.fail(e)
+			return false
+		}
+		var b4 [4]byte
+		binary.LittleEndian.PutUint32(b4[:], uint32(n))
+		if err := c.write(hdr+56, b4[:]); err != nil { // msg_len
+			c.fail(unix.EFAULT)
+			return false
+		}
+		got++
+	}
+	c.ret(int64(got))
+	return false
+}
+
+// errnoGone is recvOneMsg's word for a caller that is gone: nothing is to
+// be answered.
+const errnoGone = unix.Errno(^uintptr(0) >> 1)
+
+// recvOneMsg receives one datagram without waiting into the process's
+// msghdr at hdr: the datagram is scattered over its iovecs, and msg_name,
+// msg_namelen, the control data, msg_controllen and msg_flags are written
+// back as the kernel would. It returns the datagram's length, or the
+// errno to answer (EAGAIN: none there).
+func (c *call) recvOneMsg(sock socket, flows []udpFlow, hdr uint64, flags int) (int, unix.Errno) {
+	m, err := c.readMsghdr(hdr)
+	if err != nil {
+		return 0, unix.EFAULT
+	}
 	if m.Iovlen > maxIov {
-		c.fail(unix.EMSGSIZE)
-		return false
+		return 0, unix.EMSGSIZE
 	}
 	iovs := make([]byte, 16*m.Iovlen)
 	if err := c.read(m.Iov, iovs); err != nil {
-		c.fail(unix.EFAULT)
-		return false
+		return 0, unix.EFAULT
 	}
 	var total uint64
 	for i := range int(m.Iovlen) {
@@ -204,12 +261,11 @@ func (c *call) recvMsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
 		h.SetControllen(len(control))
 	}
 	if !c.valid() {
-		return false
+		return 0, errnoGone
 	}
-	flags := int(int32(c.arg(2))) | unix.MSG_DONTWAIT
-	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(sock.fd), uintptr(unsafe.Pointer(&h)), uintptr(flags))
-	if wouldBlock, failed := c.recvFailed(e); failed {
-		return wouldBlock
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(sock.fd), uintptr(unsafe.Pointer(&h)), uintptr(flags|unix.MSG_DONTWAIT))
+	if e != 0 {
+		return 0, e
 	}
 	n := int(r)
 	data := buf[:min(n, int(min(total, maxRecv)))]
@@ -217,8 +273,7 @@ func (c *call) recvMsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
 		base, size := binary.LittleEndian.Uint64(iovs[16*i:]), binary.LittleEndian.Uint64(iovs[16*i+8:])
 		chunk := data[:min(uint64(len(data)), size)]
 		if err := c.write(base, chunk); err != nil {
-			c.fail(unix.EFAULT)
-			return false
+			return 0, unix.EFAULT
 		}
 		data = data[len(chunk):]
 	}
@@ -226,25 +281,22 @@ func (c *call) recvMsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
 	if m.Name != 0 {
 		from := translateSender(name[:min(int(h.Namelen), len(name))], flows)
 		if err := c.write(m.Name, from[:min(len(from), int(m.Namelen))]); err != nil {
-			c.fail(unix.EFAULT)
-			return false
+			return 0, unix.EFAULT
 		}
 		binary.LittleEndian.PutUint32(b8[:4], uint32(len(from)))
-		c.write(c.arg(1)+8, b8[:4]) // msg_namelen
+		c.write(hdr+8, b8[:4]) // msg_namelen
 	}
 	if m.Control != 0 {
 		cl := min(int(h.Controllen), len(control))
 		if err := c.write(m.Control, control[:cl]); err != nil {
-			c.fail(unix.EFAULT)
-			return false
+			return 0, unix.EFAULT
 		}
 		binary.LittleEndian.PutUint64(b8[:], uint64(cl))
-		c.write(c.arg(1)+40, b8[:]) // msg_controllen
+		c.write(hdr+40, b8[:]) // msg_controllen
 	}
 	binary.LittleEndian.PutUint32(b8[:4], uint32(h.Flags))
-	c.write(c.arg(1)+48, b8[:4]) // msg_flags
-	c.ret(int64(n))
-	return false
+	c.write(hdr+48, b8[:4]) // msg_flags
+	return n, 0
 }
 
 // recvInto receives one datagram without waiting and answers the call with

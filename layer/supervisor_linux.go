@@ -231,7 +231,7 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		}
 		return
 	}
-	if nr == seccomp.SysRecvfrom || nr == seccomp.SysRecvmsg {
+	if nr == seccomp.SysRecvfrom || nr == seccomp.SysRecvmsg || nr == seccomp.SysRecvmmsg {
 		// Answered here unless the caller waits for a datagram.
 		if pending := s.recv(c, nr); pending != nil {
 			answerAsync(work, p, func() { s.recvWait(c, nr, pending) })

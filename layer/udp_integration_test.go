@@ -75,7 +75,7 @@ print("msg=%s msgfrom=%s:%d" % (data.decode(), frm[0], frm[1]))
 // from the session's relay, yet recvfrom and recvmsg report the address
 // the program sent to — on a blocking socket too, whose wait runs in the
 // supervisor within SO_RCVTIMEO. The Go probe receives on a non-blocking
-// socket.
+// socket, with recvfrom and with recvmmsg.
 func TestUDPSenderIsTheDestination(t *testing.T) {
 	requireRoot(t)
 	h := newHandler()
@@ -88,4 +88,10 @@ func TestUDPSenderIsTheDestination(t *testing.T) {
 	h.redirect(remoteUDP, udpEcho(t))
 	r = run(t, h, runOpts{filter: seccomp.Options{UDP: true}}, buildProbe(t, "static"), "udp", remoteUDP.String(), "go")
 	wantContains(t, "output", r.stdout, "reply=echo:go from="+remoteUDP.String())
+
+	// recvmmsg (x/net's ReadBatch).
+	h = newHandler()
+	h.redirect(remoteUDP, udpEcho(t))
+	r = run(t, h, runOpts{filter: seccomp.Options{UDP: true}}, buildProbe(t, "static"), "udpbatch", remoteUDP.String(), "go")
+	wantContains(t, "output", r.stdout, "reply=echo:go1 from="+remoteUDP.String(), "reply=echo:go2 from="+remoteUDP.String())
 }

@@ -33,6 +33,7 @@ const (
 	SysOpenat       = 257
 	SysNewfstatat   = 262
 	SysReadlinkat   = 267
+	SysRecvmmsg     = 299
 	SysFaccessat    = 269
 	SysSendmmsg     = 307
 	SysExecveat     = 322
@@ -175,7 +176,7 @@ func (a *asm) link() (Program, error) {
 func Trapped(o Options) []int {
 	nrs := []int{SysConnect, SysGetsockname, SysGetpeername, SysBind, SysListen, SysSendto, SysExecve, SysExecveat}
 	if o.UDP {
-		nrs = append(nrs, SysSendmsg, SysSendmmsg, SysRecvfrom, SysRecvmsg)
+		nrs = append(nrs, SysSendmsg, SysSendmmsg, SysRecvfrom, SysRecvmsg, SysRecvmmsg)
 	}
 	if o.Hostname {
 		nrs = append(nrs, SysUname)

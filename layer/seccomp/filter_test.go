@@ -72,6 +72,8 @@ func TestFilterDecisions(t *testing.T) {
 		{"sendmsg not trapped", Options{}, SysSendmsg, AuditArchX86_64, [6]uint64{}, RetAllow},
 		{"sendmsg trapped with udp", Options{UDP: true}, SysSendmsg, AuditArchX86_64, [6]uint64{}, RetUserNotif},
 		{"sendmmsg trapped with udp", Options{UDP: true}, SysSendmmsg, AuditArchX86_64, [6]uint64{}, RetUserNotif},
+		{"recvmmsg trapped with udp", Options{UDP: true}, SysRecvmmsg, AuditArchX86_64, [6]uint64{}, RetUserNotif},
+		{"recvmmsg not trapped", Options{}, SysRecvmmsg, AuditArchX86_64, [6]uint64{}, RetAllow},
 		{"exempt sendmsg", Options{UDP: true, Exempt: exempt}, SysSendmsg, AuditArchX86_64, [6]uint64{3, exempt.Msg}, RetAllow},
 		{"other fd sendmsg", Options{UDP: true, Exempt: exempt}, SysSendmsg, AuditArchX86_64, [6]uint64{4, exempt.Msg}, RetUserNotif},
 		{"other msg sendmsg", Options{UDP: true, Exempt: exempt}, SysSendmsg, AuditArchX86_64, [6]uint64{3, exempt.Msg + 1}, RetUserNotif},

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
 func main() {
@@ -60,6 +62,28 @@ func main() {
 		n, from, err := c.ReadFrom(buf)
 		check(err)
 		fmt.Printf("reply=%s from=%s\n", buf[:n], from)
+	case "udpbatch":
+		// Two datagrams out, their answers read with recvmmsg (x/net's
+		// ReadBatch, as QUIC libraries receive).
+		c, err := net.ListenUDP("udp4", nil)
+		check(err)
+		dst, err := net.ResolveUDPAddr("udp4", args[0])
+		check(err)
+		for _, s := range []string{"1", "2"} {
+			_, err = c.WriteTo([]byte(args[1]+s), dst)
+			check(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p := ipv4.NewPacketConn(c)
+		ms := []ipv4.Message{{Buffers: [][]byte{make([]byte, 1500)}}, {Buffers: [][]byte{make([]byte, 1500)}}}
+		for got := 0; got < len(ms); {
+			n, err := p.ReadBatch(ms[got:], 0)
+			check(err)
+			for _, m := range ms[got : got+n] {
+				fmt.Printf("reply=%s from=%s\n", m.Buffers[0][:m.N], m.Addr)
+			}
+			got += n
+		}
 	case "udpconn":
 		c, err := net.Dial("udp", args[0])
 		check(err)
