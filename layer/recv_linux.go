@@ -173,15 +173,13 @@ func translateSender(from []byte, flows []udpFlow) []byte {
 // recvMsgInto is recvInto for recvmsg.
 func (c *call) recvMsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
 	n, e := c.recvOneMsg(sock, flows, c.arg(1), int(int32(c.arg(2))))
-	switch e {
-	case 0:
-		c.ret(int64(n))
-	case unix.EAGAIN:
-		return true
-	case errnoGone:
-	default:
-		c.fail(e)
+	if e == errnoGone {
+		return false
 	}
+	if wouldBlock, failed := c.recvFailed(e); failed {
+		return wouldBlock
+	}
+	c.ret(int64(n))
 	return false
 }
 
@@ -199,15 +197,11 @@ func (c *call) recvMmsgInto(sock socket, flows []udpFlow) (wouldBlock bool) {
 		if e == errnoGone {
 			return false
 		}
-		if e != 0 {
-			if got > 0 {
-				break // the kernel too returns what arrived, and the error next time
-			}
-			if e == unix.EAGAIN {
-				return true
-			}
-			c.fail(e)
-			return false
+		if e != 0 && got > 0 {
+			break // the kernel too returns what arrived, and the error next time
+		}
+		if wouldBlock, failed := c.recvFailed(e); failed {
+			return wouldBlock
 		}
 		var b4 [4]byte
 		binary.LittleEndian.PutUint32(b4[:], uint32(n))
