@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/doppel-dev/doppel/bench/internal/cluster"
 	"github.com/doppel-dev/doppel/helper/ide"
+	"github.com/doppel-dev/doppel/internal/stats"
 )
 
 var (
@@ -68,12 +68,6 @@ type jsonCodec struct{}
 
 func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
 func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
 
 func run() error {
 	if _, err := cluster.K("run", "-n", namespace, "target", "--image=doppel.local/toolbox:dev", "--image-pull-policy=Never",
@@ -201,7 +195,7 @@ func run() error {
 
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "measurement (warm agent, median of %d)\tseconds\tvs exec\taim\n", *runs)
-	ex := median(execTimes)
+	ex := stats.Median(execTimes)
 	fmt.Fprintf(w, "doppel exec -- true\t%.3f\t1.00x\t\n", ex)
 	check := func(v float64) string {
 		if v <= 0.5 {
@@ -209,10 +203,10 @@ func run() error {
 		}
 		return "≤ 0.5 s ✗"
 	}
-	fmt.Fprintf(w, "resolveLaunch (node), new session\t%.3f\t%.2fx\t\n", median(resolveOnly), median(resolveOnly)/ex)
-	fmt.Fprintf(w, "resolveLaunch to debuggee running (node, preload)\t%.3f\t%.2fx\t%s\n", median(toRunning), median(toRunning)/ex, check(median(toRunning)))
+	fmt.Fprintf(w, "resolveLaunch (node), new session\t%.3f\t%.2fx\t\n", stats.Median(resolveOnly), stats.Median(resolveOnly)/ex)
+	fmt.Fprintf(w, "resolveLaunch to debuggee running (node, preload)\t%.3f\t%.2fx\t%s\n", stats.Median(toRunning), stats.Median(toRunning)/ex, check(stats.Median(toRunning)))
 	if goTimes != nil {
-		fmt.Fprintf(w, "resolveLaunch (go): session + dlv dap listening\t%.3f\t%.2fx\t%s\n", median(goTimes), median(goTimes)/ex, check(median(goTimes)))
+		fmt.Fprintf(w, "resolveLaunch (go): session + dlv dap listening\t%.3f\t%.2fx\t%s\n", stats.Median(goTimes), stats.Median(goTimes)/ex, check(stats.Median(goTimes)))
 	}
 	return w.Flush()
 }

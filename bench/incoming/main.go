@@ -31,7 +31,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,6 +39,7 @@ import (
 	"time"
 
 	"github.com/doppel-dev/doppel/bench/internal/cluster"
+	"github.com/doppel-dev/doppel/internal/stats"
 )
 
 var (
@@ -53,6 +53,7 @@ var (
 	mirrorPairs = flag.Int("mirror-pairs", 4, "paired rounds (with and without doppel, order alternating) of the mirror latency measurement")
 	pairFor     = flag.Duration("mirror-pair-duration", 15*time.Second, "length of each side of a paired round")
 	only        = flag.String("only", "steal,unmatched,mirror", "the measurements to make")
+	localNice   = flag.Int("local-nice", 0, "niceness of doppel and the local server (19 stands in for a developer's machine apart from the node)")
 	namespace   = "doppel-bench-in-" + strconv.Itoa(rand.IntN(1e6))
 )
 
@@ -287,19 +288,12 @@ func mirrorRows(url, remote string, rows []row, notes []string) ([]row, []string
 		pairs = append(pairs, fmt.Sprintf("%.2f/%.2f", w.P99ms, wo.P99ms))
 	}
 	if *mirrorPairs > 0 {
-		r := median(ratio)
-		rows = append(rows, row{fmt.Sprintf("mirror: remote latency p99, %d paired rounds of %s (median)", *mirrorPairs, pairFor), median(withP99), median(withoutP99), "ms",
+		r := stats.Median(ratio)
+		rows = append(rows, row{fmt.Sprintf("mirror: remote latency p99, %d paired rounds of %s (median)", *mirrorPairs, pairFor), stats.Median(withP99), stats.Median(withoutP99), "ms",
 			fmt.Sprintf("≤ +10 %% %s (median ratio %.2fx)", mark(r <= 1.1), r)})
 		notes = append(notes, "mirror: paired rounds' p99, doppel/without (ms): "+strings.Join(pairs, ", "))
 	}
 	return rows, notes, nil
-}
-
-// median of v (of the two middle values for an even count).
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
 }
 
 func mark(ok bool) string {
@@ -351,6 +345,10 @@ func withSession(incoming, notice string, during func() error, after func(int64,
 	}
 	countFile := filepath.Join(wd, "count")
 	cmd := exec.Command(doppelBin, "exec", "--", self)
+	if *localNice != 0 {
+		// nice execs doppel: the PID signalled below stays doppel's.
+		cmd = exec.Command("nice", "-n", strconv.Itoa(*localNice), doppelBin, "exec", "--", self)
+	}
 	cmd.Dir = wd
 	cmd.Env = append(os.Environ(), envLocal+"="+countFile)
 	stderrPipe, err := cmd.StderrPipe()

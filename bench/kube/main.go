@@ -22,13 +22,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/doppel-dev/doppel/bench/internal/cluster"
+	"github.com/doppel-dev/doppel/internal/stats"
 )
 
 var (
@@ -147,8 +147,8 @@ spec:
 		warm = append(warm, time.Since(start).Seconds())
 	}
 	rows = append(rows,
-		row{"start, cold (new agent pod) vs bare pod start", median(cold), median(bare), "s", "kubectl run + Ready"},
-		row{"start, warm (agent running) vs bare pod start", median(warm), median(bare), "s", "kubectl run + Ready"})
+		row{"start, cold (new agent pod) vs bare pod start", stats.Median(cold), stats.Median(bare), "s", "kubectl run + Ready"},
+		row{"start, warm (agent running) vs bare pod start", stats.Median(warm), stats.Median(bare), "s", "kubectl run + Ready"})
 
 	// Outgoing through doppel vs kubectl port-forward to the same Service.
 	pf := exec.Command(cluster.Kubectl(), "port-forward", "-n", namespace, "svc/bulk", ":80")
@@ -197,10 +197,10 @@ spec:
 		}
 		tPF = append(tPF, num(string(out2))/1e6)
 	}
-	rows = append(rows, row{fmt.Sprintf("throughput, %d MiB from a Service", *mib), median(tDoppel), median(tPF), "MB/s", "kubectl port-forward"})
+	rows = append(rows, row{fmt.Sprintf("throughput, %d MiB from a Service", *mib), stats.Median(tDoppel), stats.Median(tPF), "MB/s", "kubectl port-forward"})
 	if *other != "" {
-		rows = append(rows, row{"throughput, " + *other, median(tOther), median(tPF), "MB/s", "kubectl port-forward"},
-			row{"throughput, this build vs " + *other, median(ratios(tDoppel, tOther)), 1, "x", "per round"})
+		rows = append(rows, row{"throughput, " + *other, stats.Median(tOther), stats.Median(tPF), "MB/s", "kubectl port-forward"},
+			row{"throughput, this build vs " + *other, stats.Median(stats.Ratios(tDoppel, tOther)), 1, "x", "per round"})
 	}
 
 	loop := func(host string) string {
@@ -217,8 +217,8 @@ spec:
 	}
 	lPF := nums(string(out2))
 	rows = append(rows,
-		row{"request on a new connection, p50", 1000 * pct(lDoppel, 50), 1000 * pct(lPF, 50), "ms", "kubectl port-forward"},
-		row{"request on a new connection, p99", 1000 * pct(lDoppel, 99), 1000 * pct(lPF, 99), "ms", "kubectl port-forward"})
+		row{"request on a new connection, p50", 1000 * stats.Percentile(lDoppel, 50), 1000 * stats.Percentile(lPF, 50), "ms", "kubectl port-forward"},
+		row{"request on a new connection, p99", 1000 * stats.Percentile(lDoppel, 99), 1000 * stats.Percentile(lPF, 99), "ms", "kubectl port-forward"})
 
 	print(rows)
 	rss, err := agentRSS()
@@ -289,30 +289,6 @@ func nums(s string) []float64 {
 		out = append(out, num(f))
 	}
 	return out
-}
-
-func median(v []float64) float64 { return pct(v, 50) }
-
-// ratios divides a by b round by round.
-func ratios(a, b []float64) []float64 {
-	r := make([]float64, len(a))
-	for i := range a {
-		r[i] = a[i] / b[i]
-	}
-	return r
-}
-
-func pct(v []float64, p int) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := (len(s)*p + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return s[i]
 }
 
 func print(rows []row) {

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/doppel-dev/doppel/internal/stats"
 )
 
 // loadResult is what `toolbox load` prints, as one JSON line.
@@ -133,9 +134,12 @@ func load(url string, n int64, duration time.Duration, conc int, rate float64, t
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	slices.Sort(lat)
+	ms := make([]float64, len(lat))
+	for i, d := range lat {
+		ms[i] = float64(d.Microseconds()) / 1000
+	}
 	res := loadResult{Sent: sent.Load(), OK: ok.Load(), Errors: errs.Load(), Seconds: elapsed.Seconds(),
-		RPS: float64(ok.Load()) / elapsed.Seconds(), P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), Bodies: bodies}
+		RPS: float64(ok.Load()) / elapsed.Seconds(), P50ms: stats.Percentile(ms, 50), P99ms: stats.Percentile(ms, 99), Bodies: bodies}
 	if res.Errors > 0 {
 		res.Error = fmt.Sprintf("%d of %d requests failed; first: %s", res.Errors, res.Sent, firstErr)
 	}
@@ -164,13 +168,4 @@ func request(client *http.Client, url string, headers headerFlags) (string, erro
 		return "", fmt.Errorf("HTTP %s", resp.Status)
 	}
 	return string(b), nil
-}
-
-// pct is the p-quantile of sorted latencies, in milliseconds.
-func pct(sorted []time.Duration, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(p * float64(len(sorted)-1))
-	return float64(sorted[i].Microseconds()) / 1000
 }

@@ -1,0 +1,137 @@
+package incoming
+
+import "golang.org/x/sys/unix"
+
+// filterLocked attaches a classic BPF program that passes TCP segments to
+// the ports (IPv4 and IPv6 without extension headers) that carry client
+// bytes or open or end a connection, and nothing else: a bare ACK (one per
+// response, from the client) would wake the agent for nothing.
+func (s *sniffer) filterLocked(ports map[uint16]bool) error {
+	prog := sniffFilter(ports)
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	return unix.SetsockoptSockFprog(s.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog)
+}
+
+// bpfAsm assembles a classic BPF program whose jumps name labels.
+type bpfAsm struct {
+	prog   []unix.SockFilter
+	labels map[string]int
+	jumps  map[int][2]string // instruction -> true, false targets ("" = next)
+}
+
+func (a *bpfAsm) label(name string) { a.labels[name] = len(a.prog) }
+
+func (a *bpfAsm) op(code uint16, k uint32) {
+	a.prog = append(a.prog, unix.SockFilter{Code: code, K: k})
+}
+
+func (a *bpfAsm) jump(code uint16, k uint32, jt, jf string) {
+	a.jumps[len(a.prog)] = [2]string{jt, jf}
+	a.op(code, k)
+}
+
+func (a *bpfAsm) assemble() []unix.SockFilter {
+	for at, to := range a.jumps {
+		rel := func(name string) uint8 {
+			if name == "" {
+				return 0
+			}
+			return uint8(a.labels[name] - at - 1)
+		}
+		if a.prog[at].Code == unix.BPF_JMP|unix.BPF_JA {
+			a.prog[at].K = uint32(rel(to[0]))
+			continue
+		}
+		a.prog[at].Jt, a.prog[at].Jf = rel(to[0]), rel(to[1])
+	}
+	return a.prog
+}
+
+func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
+	const (
+		ldW       = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		ldH       = unix.BPF_LD | unix.BPF_H | unix.BPF_ABS
+		ldB       = unix.BPF_LD | unix.BPF_B | unix.BPF_ABS
+		ldHX      = unix.BPF_LD | unix.BPF_H | unix.BPF_IND
+		ldBX      = unix.BPF_LD | unix.BPF_B | unix.BPF_IND
+		ldxB      = unix.BPF_LDX | unix.BPF_B | unix.BPF_MSH
+		ldxK      = unix.BPF_LDX | unix.BPF_W | unix.BPF_IMM
+		ldM       = unix.BPF_LD | unix.BPF_MEM
+		ldxM      = unix.BPF_LDX | unix.BPF_MEM
+		st        = unix.BPF_ST
+		addK      = unix.BPF_ALU | unix.BPF_ADD | unix.BPF_K
+		subX      = unix.BPF_ALU | unix.BPF_SUB | unix.BPF_X
+		rshK      = unix.BPF_ALU | unix.BPF_RSH | unix.BPF_K
+		lshK      = unix.BPF_ALU | unix.BPF_LSH | unix.BPF_K
+		jeq       = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		jset      = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
+		ja        = unix.BPF_JMP | unix.BPF_JA
+		ret       = unix.BPF_RET | unix.BPF_K
+		finSynRst = 0x07
+		// SKF_AD_OFF + SKF_AD_PROTOCOL / SKF_AD_PKTTYPE.
+		adProtocol = 0xfffff000
+		adPkttype  = 0xfffff004
+	)
+	if len(ports) == 0 {
+		return []unix.SockFilter{{Code: ret, K: 0}}
+	}
+	a := &bpfAsm{labels: map[string]int{}, jumps: map[int][2]string{}}
+	// Loopback shows each segment twice, once as outgoing.
+	a.op(ldW, adPkttype)
+	a.jump(jeq, unix.PACKET_OUTGOING, "reject", "")
+	a.op(ldW, adProtocol)
+	a.jump(jeq, unix.ETH_P_IP, "ipv4", "")
+	a.jump(jeq, unix.ETH_P_IPV6, "ipv6", "reject")
+	// IPv4: TCP, not a later fragment. X = the header's length, M[0] =
+	// the packet's.
+	a.label("ipv4")
+	a.op(ldB, 9)
+	a.jump(jeq, unix.IPPROTO_TCP, "", "reject")
+	a.op(ldH, 6)
+	a.jump(jset, 0x1fff, "reject", "")
+	a.op(ldH, 2)
+	a.op(st, 0)
+	a.op(ldxB, 0)
+	a.jump(ja, 0, "ports", "")
+	// IPv6: TCP as the next header (no extension headers).
+	a.label("ipv6")
+	a.op(ldB, 6)
+	a.jump(jeq, unix.IPPROTO_TCP, "", "reject")
+	a.op(ldH, 4)
+	a.op(addK, 40)
+	a.op(st, 0)
+	a.op(ldxK, 40)
+	// The destination port, at X+2.
+	a.label("ports")
+	a.op(ldHX, 2)
+	list := make([]uint16, 0, len(ports))
+	for p := range ports {
+		list = append(list, p)
+	}
+	for i, port := range list {
+		miss := ""
+		if i == len(list)-1 {
+			miss = "reject"
+		}
+		a.jump(jeq, uint32(port), "segment", miss)
+	}
+	// A SYN, FIN or RST passes; otherwise only a segment with payload:
+	// M[0] - X - the TCP header's length.
+	a.label("segment")
+	a.op(ldBX, 13)
+	a.jump(jset, finSynRst, "accept", "")
+	a.op(ldBX, 12)
+	a.op(rshK, 4)
+	a.op(lshK, 2)
+	a.op(st, 1)
+	a.op(ldM, 0)
+	a.op(subX, 0)
+	a.op(ldxM, 1)
+	a.op(subX, 0)
+	a.jump(jeq, 0, "reject", "accept")
+	a.label("accept")
+	a.op(ret, 0x40000)
+	a.label("reject")
+	a.op(ret, 0)
+	return a.assemble()
+}
