@@ -11,7 +11,7 @@ import (
 // names (as they are on the wire in HTTP/2), sorted by name, values of one name in the order
 // received. The :authority comes first as a "host" field, so a filter on the Host header matches
 // HTTP/1 and HTTP/2 alike. Cookie fields arrive joined into one "; "-separated value, and
-// "expect: 100-continue" is not among them (x/net/http2's server takes both).
+// "expect: 100-continue" is not among them (net/http's server takes both).
 func FilterFields(r *http.Request) (method, path, rawQuery string, header [][2]string) {
 	uri := r.RequestURI
 	if uri == "" {

@@ -1,20 +1,19 @@
-//lint:file-ignore SA1019 x/net/http2 is deprecated for net/http's own HTTP/2, which has no ServeConn for one accepted connection nor a per-upstream client to Forget; see docs/status.md.
-
 package h2
 
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -42,35 +41,23 @@ func startH2C(t *testing.T, name string, h http.Handler) *h2cServer {
 		t.Fatal(err)
 	}
 	s := &h2cServer{addr: ln.Addr().String(), connDone: make(chan struct{}, 100)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	srv := &http2.Server{}
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.accepted.Add(1)
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				srv.ServeConn(c, &http2.ServeConnOpts{Handler: h})
+	srv := &http.Server{
+		Handler:   h,
+		Protocols: new(http.Protocols),
+		ErrorLog:  log.New(io.Discard, "", 0),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.accepted.Add(1)
+			case http.StateClosed:
 				s.connDone <- struct{}{}
-			})
-		}
-	})
+			}
+		},
+	}
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	served := make(chan struct{})
+	go func() { srv.Serve(ln); close(served) }()
+	t.Cleanup(func() { srv.Close(); <-served })
 	return s
 }
 
@@ -114,19 +101,46 @@ func startProxy(t *testing.T, pool *Pool, route func(*http.Request) Upstream, or
 	return ln.Addr().String(), cancel, errs
 }
 
-// h2cClient returns an h2c client whose connections go to addr, and its dial count.
-func h2cClient(t *testing.T, addr string) (*http2.Transport, *atomic.Int32) {
-	var dials atomic.Int32
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			dials.Add(1)
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", addr)
-		},
+// h2cClient returns an h2c client that sends every request over one connection to addr
+// (another once that one is unusable), and its dial count.
+func h2cClient(t *testing.T, addr string) (*oneConnClient, *atomic.Int32) {
+	c := &oneConnClient{t: &http.Transport{Protocols: new(http.Protocols)}}
+	c.t.Protocols.SetUnencryptedHTTP2(true)
+	c.t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		c.dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
 	}
-	t.Cleanup(tr.CloseIdleConnections)
-	return tr, &dials
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.cc != nil {
+			c.cc.Close()
+		}
+	})
+	return c, &c.dials
+}
+
+type oneConnClient struct {
+	t     *http.Transport
+	dials atomic.Int32
+	mu    sync.Mutex
+	cc    *http.ClientConn
+}
+
+func (c *oneConnClient) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	if c.cc == nil || c.cc.Err() != nil {
+		cc, err := c.t.NewClientConn(req.Context(), "http", "localhost:80")
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.cc = cc
+	}
+	cc := c.cc
+	c.mu.Unlock()
+	return cc.RoundTrip(req)
 }
 
 func routeUser(user string, up Upstream) func(*http.Request) Upstream {
@@ -905,5 +919,29 @@ func TestClientResetCancelsUpstream(t *testing.T) {
 	case <-cancelled:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream stream was not cancelled")
+	}
+}
+
+// A CONNECT tunnel is refused, not proxied: the original server never sees it.
+func TestConnectRefused(t *testing.T) {
+	orig := startH2C(t, "original", echoHandler("original", nil))
+	addr, _, _ := startProxy(t, newPool(t), nil, &tcpUpstream{key: "original", addr: orig.addr}, Options{})
+	client, _ := h2cClient(t, addr)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Host: "db.example:5432"}, Host: "db.example:5432",
+		Header: http.Header{}, Body: pr}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := client.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotImplemented {
+		t.Errorf("CONNECT: status %d, want 501", res.StatusCode)
+	}
+	if n := orig.accepted.Load(); n != 0 {
+		t.Errorf("the original server got %d connections, want none", n)
 	}
 }

@@ -1,10 +1,7 @@
-//lint:file-ignore SA1019 x/net/http2 is deprecated for net/http's own HTTP/2, which has no ServeConn for one accepted connection nor a per-upstream client to Forget; see docs/status.md.
-
 package h2
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // Upstream is where a request can go: the pod's original server, or a session's local process
@@ -40,15 +35,15 @@ type PoolOptions struct {
 	IdleConnTimeout time.Duration
 	// ReadIdleTimeout starts a PING health check of an upstream connection that has been
 	// silent this long; PingTimeout closes it if the PING is not answered. Zero: no health
-	// check (PingTimeout's default is x/net's, 15 s).
+	// check (PingTimeout's default is net/http's, 15 s).
 	ReadIdleTimeout time.Duration
 	PingTimeout     time.Duration
-	// MaxResponseHeaderBytes bounds an upstream response's header list. Default x/net's (10 MiB).
+	// MaxResponseHeaderBytes bounds an upstream response's header list. Default net/http's (10 MiB).
 	MaxResponseHeaderBytes uint32
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 	// CountError, if set, is called with a short name for each protocol error on an upstream
-	// connection (x/net/http2's CountError).
+	// connection (net/http's HTTP2Config.CountError).
 	CountError func(errType string)
 }
 
@@ -90,17 +85,27 @@ func NewPool(opts PoolOptions) *Pool {
 	return &Pool{opts: opts, log: log, ents: make(map[string]*upstreamConns)}
 }
 
-// upstreamConns is the client side of one upstream key: an http2.Transport (its own
-// connection pool) and the connections it dialled, so that Forget can close busy ones too.
+// upstreamConns is the client side of one upstream key: its HTTP/2 connections, made with an
+// h2c-only http.Transport's NewClientConn so that the streams of every client connection share
+// them (a Transport's own pool dials once per waiting request), and the dial in progress.
 type upstreamConns struct {
 	key    string
-	t      *http2.Transport
+	up     Upstream
+	t      *http.Transport
 	ctx    context.Context // cancelled when forgotten: aborts dials in progress
 	cancel context.CancelFunc
+	log    *slog.Logger
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[*trackedConn]struct{}
+	mu      sync.Mutex
+	closed  bool
+	conns   []*http.ClientConn
+	dialing *sharedDial // nil when no dial is in progress
+}
+
+// sharedDial is one dial that every stream finding no free connection waits for.
+type sharedDial struct {
+	done chan struct{}
+	err  error
 }
 
 func (p *Pool) transport(up Upstream) (*upstreamConns, error) {
@@ -114,21 +119,32 @@ func (p *Pool) transport(up Upstream) (*upstreamConns, error) {
 		return e, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &upstreamConns{key: key, ctx: ctx, cancel: cancel, conns: make(map[*trackedConn]struct{})}
-	e.t = &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(_ context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			return e.dial(up, p.opts.DialTimeout)
+	e := &upstreamConns{key: key, up: up, ctx: ctx, cancel: cancel, log: p.log}
+	e.t = &http.Transport{
+		Protocols: new(http.Protocols),
+		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			// Not the requesting stream's context: the dial is shared by the streams waiting
+			// for a connection, so one stream's cancellation must not fail the others.
+			dctx, cancel := context.WithTimeout(e.ctx, p.opts.DialTimeout)
+			defer cancel()
+			c, err := up.Dial(dctx)
+			if err != nil {
+				return nil, fmt.Errorf("dial upstream %s: %w", key, err)
+			}
+			return c, nil
 		},
 		// The upstream must see what the client sent: no added accept-encoding, no
 		// transparent decompression.
-		DisableCompression: true,
-		IdleConnTimeout:    p.opts.IdleConnTimeout,
-		ReadIdleTimeout:    p.opts.ReadIdleTimeout,
-		PingTimeout:        p.opts.PingTimeout,
-		MaxHeaderListSize:  p.opts.MaxResponseHeaderBytes,
-		CountError:         p.opts.CountError,
+		DisableCompression:     true,
+		IdleConnTimeout:        p.opts.IdleConnTimeout,
+		MaxResponseHeaderBytes: int64(p.opts.MaxResponseHeaderBytes),
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: p.opts.ReadIdleTimeout,
+			PingTimeout:     p.opts.PingTimeout,
+			CountError:      p.opts.CountError,
+		},
 	}
+	e.t.Protocols.SetUnencryptedHTTP2(true) // prior knowledge, as the client spoke to us
 	p.ents[key] = e
 	p.log.Debug("h2: new upstream", "key", key)
 	return e, nil
@@ -177,26 +193,68 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-func (e *upstreamConns) dial(up Upstream, timeout time.Duration) (net.Conn, error) {
-	// Not the requesting stream's context: the transport shares this dial among the streams
-	// waiting for a connection, so one stream's cancellation must not fail the others.
-	ctx, cancel := context.WithTimeout(e.ctx, timeout)
-	defer cancel()
-	c, err := up.Dial(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("dial upstream %s: %w", e.key, err)
+// conn reserves a request on a connection that has room for it, dialling one when none has
+// (a connection at the upstream's concurrency limit is not waited for).
+func (e *upstreamConns) conn() (*http.ClientConn, error) {
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return nil, errForgotten
+		}
+		live := e.conns[:0]
+		var found *http.ClientConn
+		for _, cc := range e.conns {
+			if cc.Err() != nil { // closed by the upstream, idle timeout, broken
+				cc.Close()
+				continue
+			}
+			live = append(live, cc)
+			if found == nil && cc.Reserve() == nil {
+				found = cc
+			}
+		}
+		clear(e.conns[len(live):])
+		e.conns = live
+		if found != nil {
+			e.mu.Unlock()
+			return found, nil
+		}
+		d := e.dialing
+		if d == nil {
+			d = &sharedDial{done: make(chan struct{})}
+			e.dialing = d
+			go e.dial(d)
+		}
+		e.mu.Unlock()
+		<-d.done
+		if d.err != nil {
+			return nil, d.err
+		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		c.Close()
-		return nil, errForgotten
-	}
-	tc := &trackedConn{Conn: c, e: e}
-	e.conns[tc] = struct{}{}
-	return tc, nil
 }
 
+func (e *upstreamConns) dial(d *sharedDial) {
+	cc, err := e.t.NewClientConn(e.ctx, "http", upstreamHost+":80") // the address goes to DialContext, which ignores it
+	e.mu.Lock()
+	switch {
+	case err != nil:
+		d.err = err
+	case e.closed:
+		cc.Close()
+		d.err = errForgotten
+	default:
+		e.conns = append(e.conns, cc)
+	}
+	e.dialing = nil
+	e.mu.Unlock()
+	if err == nil {
+		e.log.Debug("h2: new upstream connection", "key", e.key)
+	}
+	close(d.done)
+}
+
+// close closes the connections at once (their requests in flight fail) and aborts a dial.
 func (e *upstreamConns) close() {
 	e.mu.Lock()
 	e.closed = true
@@ -204,28 +262,16 @@ func (e *upstreamConns) close() {
 	e.conns = nil
 	e.mu.Unlock()
 	e.cancel()
-	for c := range conns {
-		c.Conn.Close()
+	for _, cc := range conns {
+		cc.Close()
 	}
-	e.t.CloseIdleConnections()
 }
 
 // roundTrip sends one request upstream.
 func (e *upstreamConns) roundTrip(req *http.Request) (*http.Response, error) {
-	return e.t.RoundTrip(req)
-}
-
-type trackedConn struct {
-	net.Conn
-	e    *upstreamConns
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.e.mu.Lock()
-		delete(c.e.conns, c)
-		c.e.mu.Unlock()
-	})
-	return c.Conn.Close()
+	cc, err := e.conn()
+	if err != nil {
+		return nil, err
+	}
+	return cc.RoundTrip(req)
 }

@@ -1,14 +1,13 @@
-//lint:file-ignore SA1019 x/net/http2 is deprecated for net/http's own HTTP/2, which has no ServeConn for one accepted connection nor a per-upstream client to Forget; see docs/status.md.
-
 // Package h2 proxies HTTP/2 cleartext (h2c with prior knowledge) client connections per
 // stream, for filtered steal: each request goes to the upstream the caller's route picks (a
 // session's local process) or to the pod's original server, over pooled h2c connections.
 // gRPC works: bodies stream both ways concurrently and trailers (trailers-only responses too)
 // are kept.
 //
-// The server side is golang.org/x/net/http2's Server, whose defenses against hostile input
-// (bad frames, header and CONTINUATION floods, rapid reset, control-frame floods) apply; the
-// upstream side is x/net/http2's Transport.
+// Both sides are net/http's own HTTP/2 (h2c only): the server, whose defenses against hostile
+// input (bad frames, header and CONTINUATION floods, rapid reset, control-frame floods)
+// apply, serves the one accepted connection through a listener that yields only it; the
+// upstream side is a Transport per upstream.
 package h2
 
 import (
@@ -19,19 +18,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // ClientPreface is what an h2c prior-knowledge client sends first.
-const ClientPreface = http2.ClientPreface
+const ClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // Options limits one served client connection. Zero values mean the defaults given.
 type Options struct {
 	// MaxConcurrentStreams is advertised to the client (SETTINGS_MAX_CONCURRENT_STREAMS).
-	// Default x/net's, 250.
+	// Default net/http's, 250.
 	MaxConcurrentStreams uint32
 	// MaxHeaderBytes bounds a request's header list (advertised as
 	// SETTINGS_MAX_HEADER_LIST_SIZE; larger header blocks are answered 431, and a
@@ -43,8 +42,8 @@ type Options struct {
 	// ReadHeaderTimeout bounds the time from the start of Serve until the client's first
 	// request headers have arrived (preface, SETTINGS and the first HEADERS block); the
 	// connection is closed when it passes. HTTP/2 has no per-request equivalent: a header block
-	// stalled later on is caught by ReadIdleTimeout/PingTimeout. Zero: none (x/net still closes
-	// a connection whose preface takes over 10 s).
+	// stalled later on is caught by ReadIdleTimeout/PingTimeout. Zero: none (net/http still
+	// closes a connection whose preface takes over 10 s).
 	ReadHeaderTimeout time.Duration
 	// ReadIdleTimeout starts a PING health check when the client has been silent this long;
 	// PingTimeout (default 15 s) closes the connection if it is not answered. Zero: none.
@@ -60,7 +59,7 @@ type Options struct {
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 	// CountError, if set, is called with a short name for each protocol error the client
-	// causes (x/net/http2's CountError), for metrics.
+	// causes (net/http's HTTP2Config.CountError), for metrics.
 	CountError func(errType string)
 }
 
@@ -90,67 +89,125 @@ func Serve(ctx context.Context, client net.Conn, pool *Pool, route func(*http.Re
 		grace = DefaultShutdownGrace
 	}
 
-	hs := &http.Server{
-		MaxHeaderBytes: opts.MaxHeaderBytes,
-		ErrorLog:       log.New(io.Discard, "", 0),
+	var firstRequest sync.Once
+	gotRequest := make(chan struct{})
+	p := &proxy{
+		pool:      pool,
+		route:     route,
+		original:  original,
+		log:       lg,
+		onRequest: func() { firstRequest.Do(func() { close(gotRequest) }) },
 	}
+	ln := newConnListener(client, opts.PrefaceConsumed)
+	hs := &http.Server{
+		Handler:        p,
+		MaxHeaderBytes: opts.MaxHeaderBytes,
+		IdleTimeout:    opts.IdleTimeout,
+		ErrorLog:       log.New(io.Discard, "", 0),
+		// Streams' contexts derive from the base context: keep ctx's values but not its
+		// cancellation, so that streams may finish during the grace.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				ln.served()
+			}
+		},
+		Protocols: new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: int(opts.MaxConcurrentStreams),
+			SendPingTimeout:      opts.ReadIdleTimeout,
+			PingTimeout:          opts.PingTimeout,
+			CountError:           opts.CountError,
+		},
+	}
+	hs.Protocols.SetUnencryptedHTTP2(true) // prior knowledge only: no HTTP/1, no Upgrade
 	if lg.Enabled(ctx, slog.LevelDebug) {
 		hs.ErrorLog = slog.NewLogLogger(lg.Handler(), slog.LevelDebug)
 	}
-	h2s := &http2.Server{
-		MaxConcurrentStreams: opts.MaxConcurrentStreams,
-		IdleTimeout:          opts.IdleTimeout,
-		ReadIdleTimeout:      opts.ReadIdleTimeout,
-		PingTimeout:          opts.PingTimeout,
-		CountError:           opts.CountError,
-	}
-	// Only for graceful shutdown: hs.Shutdown sends GOAWAY on the connections h2s serves.
-	if err := http2.ConfigureServer(hs, h2s); err != nil {
-		client.Close()
-		return err
-	}
-
-	var firstRequest sync.Once
 	if opts.ReadHeaderTimeout > 0 {
-		client.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
-	}
-	p := &proxy{
-		pool:     pool,
-		route:    route,
-		original: original,
-		log:      lg,
-		onRequest: func() {
-			if opts.ReadHeaderTimeout > 0 {
-				firstRequest.Do(func() { client.SetReadDeadline(time.Time{}) })
+		// Not a read deadline: net/http clears those once it has seen the preface.
+		t := time.AfterFunc(opts.ReadHeaderTimeout, func() {
+			select {
+			case <-gotRequest:
+			default:
+				client.Close()
 			}
-		},
+		})
+		defer t.Stop()
 	}
 
-	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		if grace < 0 {
 			client.Close()
 			return
 		}
-		hs.Shutdown(context.Background()) // GOAWAY; returns at once (no HTTP/1 conns)
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-done:
-		case <-t.C:
+		// Shutdown sends GOAWAY at once, then waits for the connection's streams to end.
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if hs.Shutdown(sctx) != nil {
 			client.Close()
 		}
 	})
-	// Streams' contexts derive from the base context: keep ctx's values but not its
-	// cancellation, so that streams may finish during the grace.
-	h2s.ServeConn(client, &http2.ServeConnOpts{
-		Context:          context.WithoutCancel(ctx),
-		BaseConfig:       hs,
-		Handler:          p,
-		SawClientPreface: opts.PrefaceConsumed,
-	})
-	close(done)
+	hs.Serve(ln) // returns once the connection is served, or at Shutdown
+	if ln.handedOut.Load() {
+		<-ln.done
+	} // else ctx ended before Serve accepted it
 	stop()
 	client.Close()
 	return ctx.Err()
+}
+
+// connListener yields one connection, then blocks until it has been served (or the
+// listener is closed) and reports net.ErrClosed, which ends http.Server.Serve.
+type connListener struct {
+	conn      net.Conn
+	accepted  sync.Once
+	handedOut atomic.Bool
+	done      chan struct{} // closed once the connection is served
+	closed    chan struct{}
+	doneOnce  sync.Once
+	closeOnce sync.Once
+}
+
+func newConnListener(c net.Conn, prefaceConsumed bool) *connListener {
+	if prefaceConsumed {
+		c = &prefacedConn{Conn: c, r: strings.NewReader(ClientPreface)}
+	}
+	return &connListener{conn: c, done: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.accepted.Do(func() { c = l.conn; l.handedOut.Store(true) })
+	if c != nil {
+		return c, nil
+	}
+	select {
+	case <-l.done:
+	case <-l.closed:
+	}
+	return nil, net.ErrClosed
+}
+
+func (l *connListener) served() { l.doneOnce.Do(func() { close(l.done) }) }
+
+// Close stops Accept; Shutdown calls it, and the served connection goes on.
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// prefacedConn gives back the client preface its caller already read.
+type prefacedConn struct {
+	net.Conn
+	r *strings.Reader
+}
+
+func (c *prefacedConn) Read(b []byte) (int, error) {
+	if c.r.Len() > 0 {
+		return c.r.Read(b)
+	}
+	return c.Conn.Read(b)
 }
