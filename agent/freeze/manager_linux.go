@@ -3,7 +3,6 @@
 package freeze
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,14 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/doppel-dev/doppel/agent/guardian"
 )
 
 // Manager freezes the target while at least one session holds a pause,
@@ -35,7 +34,7 @@ type Manager struct {
 	freezer  *Freezer
 	holders  map[string]time.Time
 	frozenAt time.Time
-	guard    *guardian
+	guard    *guardian.Process
 }
 
 // NewManager returns the pause manager of the target process pid, as the
@@ -144,11 +143,9 @@ func (m *Manager) Close() error {
 			m.log.Info("thawed the target: the agent is stopping")
 		}
 	}
-	if err == nil {
-		m.stopGuardian()
-	} else if m.guard != nil {
-		// Let the guardian try too.
-		m.guard.pipe.Close()
+	if m.guard != nil {
+		m.guard.Stop(err == nil) // on an error, the guardian tries too
+		m.guard = nil
 	}
 	return err
 }
@@ -166,14 +163,13 @@ func (m *Manager) status() Status {
 
 func (m *Manager) stopGuardian() {
 	if m.guard != nil {
-		m.guard.stop()
+		m.guard.Stop(true)
 		m.guard = nil
 	}
 }
 
-// The guardian: this binary re-executed, holding the read end of a pipe
-// from the agent as fd 3. When the pipe closes without a goodbye (the
-// agent died, even by SIGKILL), or on SIGTERM, it thaws the target.
+// The guardian (package guardian) thaws the target when the agent dies,
+// even by SIGKILL, or on SIGTERM.
 
 const guardianEnv = "DOPPEL_FREEZE_GUARDIAN"
 
@@ -183,76 +179,13 @@ type guardianSpec struct {
 	Proc string `json:"proc,omitempty"`
 }
 
-type guardian struct {
-	cmd  *exec.Cmd
-	pipe *os.File
-	done chan struct{}
-}
-
-func startGuardian(proc string, f *Freezer) (*guardian, error) {
-	spec, err := json.Marshal(guardianSpec{Dir: f.Dir, V2: f.V2, Proc: proc})
+func startGuardian(proc string, f *Freezer) (*guardian.Process, error) {
+	g, err := guardian.Start(guardianEnv, []string{"doppel-freeze-guardian", f.Dir},
+		guardianSpec{Dir: f.Dir, V2: f.V2, Proc: proc}, (*exec.Cmd).Start)
 	if err != nil {
-		return nil, err
-	}
-	pipeR, pipeW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		pipeR.Close()
-		pipeW.Close()
-		return nil, err
-	}
-	defer readyR.Close()
-	env := []string{guardianEnv + "=" + string(spec)}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, guardianEnv+"=") {
-			env = append(env, kv)
-		}
-	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"doppel-freeze-guardian", f.Dir},
-		Env:        env,
-		ExtraFiles: []*os.File{pipeR},
-		Stdout:     readyW,
-		Stderr:     os.Stderr,
-		// Its own process group, no parent-death signal: outliving the
-		// agent is its job.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-	}
-	err = cmd.Start()
-	pipeR.Close()
-	readyW.Close()
-	if err != nil {
-		pipeW.Close()
-		return nil, fmt.Errorf("freeze: starting the guardian: %w", err)
-	}
-	g := &guardian{cmd: cmd, pipe: pipeW, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(g.done) }()
-	readyR.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(readyR).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		pipeW.Close()
-		cmd.Process.Kill()
-		<-g.done
-		return nil, fmt.Errorf("freeze: the guardian did not get ready (%q, %v): does main call freeze.MaybeRunGuardian first?", line, err)
+		return nil, fmt.Errorf("freeze: %w", err)
 	}
 	return g, nil
-}
-
-// stop says goodbye (the target is thawed already) and waits for the
-// guardian to exit.
-func (g *guardian) stop() {
-	g.pipe.Write([]byte{'q'})
-	g.pipe.Close()
-	select {
-	case <-g.done:
-	case <-time.After(5 * time.Second):
-		g.cmd.Process.Kill()
-		<-g.done
-	}
 }
 
 // GuardianPID returns the running guardian's PID, 0 if none (tests).
@@ -262,27 +195,17 @@ func (m *Manager) GuardianPID() int {
 	if m.guard == nil {
 		return 0
 	}
-	return m.guard.cmd.Process.Pid
+	return m.guard.PID()
 }
 
 // MaybeRunGuardian turns this process into a pause guardian if it was
 // started as one, and exits; otherwise it returns at once. The agent's
 // main calls it first thing.
-func MaybeRunGuardian() {
-	spec, ok := os.LookupEnv(guardianEnv)
-	if !ok {
-		return
-	}
-	os.Exit(runGuardian(spec))
-}
+func MaybeRunGuardian() { guardian.MaybeRun(guardianEnv, runGuardian) }
 
-func runGuardian(specJSON string) int {
-	os.Unsetenv(guardianEnv)
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
+func runGuardian(job []byte, wait func() bool) int {
 	var spec guardianSpec
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+	if err := json.Unmarshal(job, &spec); err != nil {
 		fmt.Fprintln(os.Stderr, "doppel-freeze-guardian: bad job:", err)
 		return 2
 	}
@@ -294,23 +217,8 @@ func runGuardian(specJSON string) int {
 			fmt.Fprintln(os.Stderr, "doppel-freeze-guardian: staying in the agent's cgroups:", err)
 		}
 	}
-	pipe := os.NewFile(3, "agent pipe")
-	if _, err := os.Stdout.WriteString("ready\n"); err != nil {
-		return 2
-	}
-	os.Stdout.Close()
-	goodbye := make(chan bool, 1)
-	go func() {
-		b := make([]byte, 1)
-		n, _ := pipe.Read(b)
-		goodbye <- n == 1 && b[0] == 'q'
-	}()
-	select {
-	case q := <-goodbye:
-		if q {
-			return 0
-		}
-	case <-term:
+	if !wait() {
+		return 0
 	}
 	f := &Freezer{Dir: spec.Dir, V2: spec.V2}
 	var err error

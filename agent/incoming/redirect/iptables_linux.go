@@ -3,21 +3,17 @@
 package redirect
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
-	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/doppel-dev/doppel/agent/guardian"
 )
 
 // iptablesVariants are the pairs of binaries NewIptables tries, in order:
@@ -43,9 +39,7 @@ type iptRedirector struct {
 	ports    portSet
 	closed   bool
 
-	guardian     *exec.Cmd
-	guardianPipe *os.File // write end: closing it (or dying) makes the guardian clean up
-	guardianDone chan struct{}
+	guardian *guardian.Process // removes the chains when this process dies
 }
 
 // guardianEnv holds the guardian's job (guardianSpec as JSON) in the
@@ -193,7 +187,7 @@ func (r *iptRedirector) Add(port uint16) error {
 		return ErrClosed
 	}
 	select {
-	case <-r.guardianDone:
+	case <-r.guardian.Exited():
 		return errors.New("redirect: iptables: the guardian process exited; close and start over")
 	default:
 	}
@@ -243,16 +237,7 @@ func (r *iptRedirector) Close() error {
 	r.closed = true
 	err := r.ns.InNetns(func() error { return removeChains(r.bins, r.pre, r.out, false) })
 	if r.guardian != nil {
-		if err == nil {
-			r.guardianPipe.Write([]byte{'q'}) // clean already: no need to
-		}
-		r.guardianPipe.Close()
-		select {
-		case <-r.guardianDone:
-		case <-time.After(5 * time.Second):
-			r.guardian.Process.Kill()
-			<-r.guardianDone
-		}
+		r.guardian.Stop(err == nil) // clean already, or the guardian tries too
 	}
 	return err
 }
@@ -312,56 +297,13 @@ func chainMissing(bin, chain string) bool {
 // namespace thread (so it runs in the pod's network namespace), and waits
 // for it to be ready.
 func (r *iptRedirector) startGuardian() error {
-	spec, err := json.Marshal(guardianSpec{Bins: r.bins, Pre: r.pre, Out: r.out})
+	g, err := guardian.Start(guardianEnv, []string{"doppel-redirect-guardian", r.pre, r.out},
+		guardianSpec{Bins: r.bins, Pre: r.pre, Out: r.out},
+		func(cmd *exec.Cmd) error { return r.ns.InNetns(cmd.Start) })
 	if err != nil {
-		return err
+		return fmt.Errorf("redirect: iptables: %w", err)
 	}
-	pipeR, pipeW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		pipeR.Close()
-		pipeW.Close()
-		return err
-	}
-	defer readyR.Close()
-	env := []string{guardianEnv + "=" + string(spec)}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, guardianEnv+"=") {
-			env = append(env, kv)
-		}
-	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"doppel-redirect-guardian", r.pre, r.out},
-		Env:        env,
-		ExtraFiles: []*os.File{pipeR}, // fd 3
-		Stdout:     readyW,
-		Stderr:     os.Stderr,
-		// Its own process group: a terminal's ^C for the agent must not
-		// take the guardian along before the agent is gone. No parent-death
-		// signal: outliving the agent is its job.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-	}
-	err = r.ns.InNetns(cmd.Start)
-	pipeR.Close()
-	readyW.Close()
-	if err != nil {
-		pipeW.Close()
-		return fmt.Errorf("redirect: starting the iptables guardian: %w", err)
-	}
-	r.guardian, r.guardianPipe, r.guardianDone = cmd, pipeW, make(chan struct{})
-	go func() { cmd.Wait(); close(r.guardianDone) }()
-	readyR.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(readyR).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		pipeW.Close()
-		cmd.Process.Kill()
-		<-r.guardianDone
-		return fmt.Errorf("redirect: the iptables guardian did not get ready (%q, %v): does main call redirect.MaybeRunGuardian first?", line, err)
-	}
+	r.guardian = g
 	return nil
 }
 
@@ -382,42 +324,16 @@ func (r *iptRedirector) startGuardian() error {
 // a goodbye and the guardian just exits; when the pipe closes without one
 // (the agent died, however) or the guardian gets SIGTERM, it removes the
 // chains and exits. It ignores SIGINT and SIGHUP.
-func MaybeRunGuardian() {
-	spec, ok := os.LookupEnv(guardianEnv)
-	if !ok {
-		return
-	}
-	os.Exit(runGuardian(spec))
-}
+func MaybeRunGuardian() { guardian.MaybeRun(guardianEnv, runGuardian) }
 
-func runGuardian(specJSON string) int {
-	os.Unsetenv(guardianEnv)
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
+func runGuardian(job []byte, wait func() bool) int {
 	var spec guardianSpec
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+	if err := json.Unmarshal(job, &spec); err != nil {
 		fmt.Fprintln(os.Stderr, "doppel-redirect-guardian: bad job:", err)
 		return 2
 	}
-	unix.CloseOnExec(3) // the iptables children need no part of the pipe
-	pipe := os.NewFile(3, "agent pipe")
-	if _, err := os.Stdout.WriteString("ready\n"); err != nil {
-		return 2
-	}
-	os.Stdout.Close()
-	goodbye := make(chan bool, 1)
-	go func() {
-		b := make([]byte, 1)
-		n, _ := pipe.Read(b)
-		goodbye <- n == 1 && b[0] == 'q'
-	}()
-	select {
-	case q := <-goodbye:
-		if q {
-			return 0
-		}
-	case <-term:
+	if !wait() {
+		return 0
 	}
 	if err := removeChains(spec.Bins, spec.Pre, spec.Out, true); err != nil {
 		fmt.Fprintln(os.Stderr, "doppel-redirect-guardian:", err)

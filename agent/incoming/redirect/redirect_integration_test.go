@@ -93,7 +93,7 @@ func TestIptables(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-r.(*iptRedirector).guardianDone:
+	case <-r.(*iptRedirector).guardian.Exited():
 	default:
 		t.Error("the guardian still runs after Close")
 	}
@@ -472,8 +472,8 @@ func TestSIGKILLIptables(t *testing.T) {
 
 // guardianPID is the guardian's process id, 0 without one.
 func (r *iptRedirector) guardianPID() int {
-	if r.guardian == nil || r.guardian.Process == nil {
+	if r.guardian == nil {
 		return 0
 	}
-	return r.guardian.Process.Pid
+	return r.guardian.PID()
 }
