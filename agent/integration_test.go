@@ -10,7 +10,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,12 +21,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/doppel-dev/doppel/protocol"
+	"github.com/doppel-dev/doppel/test/integration/podns"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -255,7 +254,7 @@ type pod struct {
 	pid    int
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *syncBuffer
+	stderr *podns.SyncBuffer
 }
 
 // startPod builds the namespace "pod" and starts its process.
@@ -313,7 +312,7 @@ func startPod(t *testing.T) *pod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pod{ns: ns, ip: podIP, cmd: cmd, stdin: stdin, stderr: &syncBuffer{}}
+	p := &pod{ns: ns, ip: podIP, cmd: cmd, stdin: stdin, stderr: &podns.SyncBuffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -326,7 +325,7 @@ func startPod(t *testing.T) *pod {
 			t.Logf("pod stderr:\n%s", p.stderr)
 		}
 	})
-	line, err := readLine(stdout, 10*time.Second)
+	line, err := podns.ReadLine(stdout, 10*time.Second)
 	if err != nil {
 		t.Fatalf("pod did not get ready: %v\n%s", err, p.stderr)
 	}
@@ -339,68 +338,10 @@ func startPod(t *testing.T) *pod {
 	return p
 }
 
-// readLine reads one line from r within d.
-func readLine(r io.Reader, d time.Duration) (string, error) {
-	type result struct {
-		line string
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		line, err := bufio.NewReader(r).ReadString('\n')
-		ch <- result{strings.TrimSpace(line), err}
-	}()
-	select {
-	case res := <-ch:
-		return res.line, res.err
-	case <-time.After(d):
-		return "", fmt.Errorf("no line within %v", d)
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// buildAgent builds the real, static agent binary.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "doppel-agent")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the agent: %v\n%s", err, out)
-	}
-	f, err := elf.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Fatal("the agent binary is dynamically linked")
-		}
-	}
-	return bin
-}
-
 type agentProc struct {
 	addr   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *podns.SyncBuffer
 	exited chan struct{}
 	err    error
 }
@@ -412,7 +353,7 @@ func startAgent(t *testing.T, bin string, p *pod, tokenHash string, extra ...str
 	args := append([]string{"serve", "--target-pid", strconv.Itoa(p.pid), "--listen", "127.0.0.1:0",
 		"--token-sha256", tokenHash, "--log-level", "debug"}, extra...)
 	cmd := exec.Command(bin, args...)
-	a := &agentProc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	a := &agentProc{cmd: cmd, stderr: &podns.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = a.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -432,7 +373,7 @@ func startAgent(t *testing.T, bin string, p *pod, tokenHash string, extra ...str
 			t.Logf("agent stderr:\n%s", a.stderr)
 		}
 	})
-	line, err := readLine(stdout, 10*time.Second)
+	line, err := podns.ReadLine(stdout, 10*time.Second)
 	if err != nil || !strings.HasPrefix(line, "listening on ") {
 		t.Fatalf("agent first line %q, %v\n%s", line, err, a.stderr)
 	}
@@ -486,7 +427,10 @@ func TestAgentInNetnsPod(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this integration test needs root (network namespaces, mounts)")
 	}
-	bin := buildAgent(t)
+	bin, err := podns.BuildAgent(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := startPod(t)
 	token := protocol.NewToken()
 	agent := startAgent(t, bin, p, protocol.HashToken(token).String(), "--idle-timeout", "1s", "--resume-grace", "1s")
