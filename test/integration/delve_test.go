@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/rpc"
 	"net/rpc/jsonrpc"
 	"os"
@@ -221,17 +222,25 @@ func (s *suite) debugSession(t *testing.T, dir string, port int, dlv, mode strin
 	}
 	running := cont()
 
-	// The server listens once it runs.
-	local := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// The server listens once it runs, where the listen report says: the
+	// port asked for, or another one when that is taken locally (the port
+	// was free when the test chose it, but a listener of doppel's own may
+	// have got it from the kernel since).
+	var local string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", local, time.Second)
-		if err == nil {
-			c.Close()
-			break
+		if local == "" {
+			local = actualListen(report, port)
+		}
+		if local != "" {
+			c, err := net.DialTimeout("tcp", local, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the debuggee does not listen on %s: %v", local, err)
+			t.Fatalf("the debuggee does not listen on port %d (locally: %q)", port, local)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -320,21 +329,9 @@ func (s *suite) debugSession(t *testing.T, dir string, port int, dlv, mode strin
 	}
 
 	// The server's port is reported, dlv's own is not.
-	var listens []listenRecord
-	b, err := os.ReadFile(report)
+	listens, err := readListenReport(report)
 	if err != nil {
 		t.Fatalf("listen report: %v", err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if line == "" {
-			continue
-		}
-		var rec listenRecord
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Errorf("listen report line %q: %v", line, err)
-			continue
-		}
-		listens = append(listens, rec)
 	}
 	found := false
 	for _, r := range listens {
@@ -351,6 +348,41 @@ func (s *suite) debugSession(t *testing.T, dir string, port int, dlv, mode strin
 	if !found {
 		t.Errorf("the server's listen on %d is not reported: %+v", port, listens)
 	}
+}
+
+// readListenReport reads doppel exec's --report-listen file.
+func readListenReport(path string) ([]listenRecord, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var listens []listenRecord
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec listenRecord
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			return listens, fmt.Errorf("line %q: %w", line, err)
+		}
+		listens = append(listens, rec)
+	}
+	return listens, nil
+}
+
+// actualListen is the loopback address where the command's TCP listen on
+// port is, as the report says so far; "" before it is reported.
+func actualListen(report string, port int) string {
+	listens, _ := readListenReport(report)
+	for _, r := range listens {
+		if r.Proto != "tcp" || !strings.HasSuffix(r.Requested, ":"+strconv.Itoa(port)) {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(r.Actual); err == nil {
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ap.Port())))
+		}
+	}
+	return ""
 }
 
 // callTimeout is client.Call with a time limit.
