@@ -27,9 +27,10 @@ var (
 // Client is the helper's side of one transport connection to an agent.
 // Its methods may be called concurrently.
 type Client struct {
-	mux   *yamux.Session
-	ctrl  *yamux.Stream
-	hello HelloReply
+	mux      *yamux.Session
+	ctrl     *yamux.Stream
+	hello    HelloReply
+	helloReq Hello // what a bulk connection presents
 
 	wmu sync.Mutex // serializes control-stream frames
 
@@ -39,6 +40,12 @@ type Client struct {
 	err     error
 	done    chan struct{}
 	closing atomic.Bool // Close said goodbye: the agent hanging up is expected
+
+	// Bulk connections (bulk.go), under mu.
+	bulkDial   Dialer
+	bulkAfter  int64
+	bulkActive int
+	bulkJoined atomic.Int64
 }
 
 // Dial starts a session (or resumes one, with hello.Resume) over conn,
@@ -52,7 +59,7 @@ func Dial(ctx context.Context, conn net.Conn, hello Hello) (*Client, error) {
 		conn.Close()
 		return nil, fmt.Errorf("protocol: invalid hello: %w", err)
 	}
-	mux, _, err := newMux(conn, true, nil)
+	mux, _, err := newMux(conn, nil, true, nil)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -63,11 +70,12 @@ func Dial(ctx context.Context, conn net.Conn, hello Hello) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		mux:     mux,
-		ctrl:    ctrl,
-		hello:   reply,
-		pending: map[uint64]chan *Response{},
-		done:    make(chan struct{}),
+		mux:      mux,
+		ctrl:     ctrl,
+		hello:    reply,
+		helloReq: hello,
+		pending:  map[uint64]chan *Response{},
+		done:     make(chan struct{}),
 	}
 	go c.readResponses()
 	go c.keepalive()
@@ -434,7 +442,8 @@ func (c *Client) DialTCPEarly(ctx context.Context, address string) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{client: c, st: st, early: true, remote: parseAddr("tcp", address), local: stringAddr{"tcp", "(dialing)"}}, nil
+	return &Conn{client: c, st: st, early: true, remote: parseAddr("tcp", address), local: stringAddr{"tcp", "(dialing)"},
+		bulkAfter: c.bulkThreshold()}, nil
 }
 
 func (c *Client) dialStream(ctx context.Context, network, address string) (*Conn, error) {
@@ -447,7 +456,7 @@ func (c *Client) dialStream(ctx context.Context, network, address string) (*Conn
 		st.Close()
 		return nil, remoteError("dial "+network+" "+address, reply.Error)
 	}
-	return &Conn{client: c, st: st,
+	return &Conn{client: c, st: st, bulkAfter: c.bulkThreshold(),
 		local: parseAddr(network, reply.Local), remote: parseAddr(network, reply.Remote)}, nil
 }
 

@@ -706,7 +706,7 @@ func TestKeepalive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux, _, err := newMux(conn, true, nil)
+	mux, _, err := newMux(conn, nil, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

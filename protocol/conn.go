@@ -28,19 +28,33 @@ type Conn struct {
 	replyOnce sync.Once
 	replyErr  error
 
+	// Bulk (bulk.go): bytes read from the stream so far (by the one
+	// reader), and the move of the pod's bytes to a connection of their own.
+	bulkAfter int64 // 0: never
+	received  int64
+
 	mu      sync.Mutex
 	readEOF bool // the pod side finished sending
 	closed  bool
+	join    *join    // asked for
+	bulk    net.Conn // reading there, after the stream's FIN
 }
 
 var _ net.Conn = (*Conn)(nil)
 
 func (c *Conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
-	closed := c.closed
+	closed, bulk, j := c.closed, c.bulk, c.join
 	c.mu.Unlock()
 	if closed {
 		return 0, net.ErrClosed
+	}
+	if bulk != nil {
+		n, err := bulk.Read(b)
+		if err == io.EOF {
+			c.setReadEOF()
+		}
+		return n, err
 	}
 	if c.early {
 		if err := c.reply(); err != nil {
@@ -48,12 +62,40 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 	}
 	n, err := c.st.Read(b)
-	if err == io.EOF {
+	if n > 0 && c.bulkAfter > 0 && j == nil {
+		if c.received += int64(n); c.received >= c.bulkAfter {
+			c.bulkAfter = 0 // asked once
+			c.client.startJoin(c)
+		}
+	}
+	if err == io.EOF && j == nil {
 		c.mu.Lock()
-		c.readEOF = true
+		j = c.join // asked for just now
 		c.mu.Unlock()
 	}
+	if err == io.EOF && j != nil {
+		// The FIN may mean "continued on the bulk connection".
+		bc, jerr := j.afterStreamEOF()
+		if jerr != nil {
+			return n, jerr
+		}
+		if bc != nil {
+			c.mu.Lock()
+			c.bulk = bc
+			c.mu.Unlock()
+			return n, nil
+		}
+	}
+	if err == io.EOF {
+		c.setReadEOF()
+	}
 	return n, err
+}
+
+func (c *Conn) setReadEOF() {
+	c.mu.Lock()
+	c.readEOF = true
+	c.mu.Unlock()
 }
 
 // reply reads an early dial's reply, once.
@@ -108,7 +150,18 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	needAbort := !c.readEOF
+	j := c.join
 	c.mu.Unlock()
+	if j != nil {
+		go func() {
+			<-j.done
+			if j.conn == nil {
+				return
+			}
+			j.conn.Close()
+			c.client.bulkEnded()
+		}()
+	}
 	c.st.Close()
 	if needAbort {
 		c.client.abort(c.st.StreamID())
@@ -125,9 +178,24 @@ func (c *Conn) LocalAddr() net.Addr {
 }
 
 func (c *Conn) RemoteAddr() net.Addr               { return c.remote }
-func (c *Conn) SetDeadline(t time.Time) error      { return c.st.SetDeadline(t) }
-func (c *Conn) SetReadDeadline(t time.Time) error  { return c.st.SetReadDeadline(t) }
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.st.SetWriteDeadline(t) }
+
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.st.SetWriteDeadline(t)
+}
+
+// SetReadDeadline applies where the pod's bytes come from: the stream, or
+// the bulk connection.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	bulk := c.bulk
+	c.mu.Unlock()
+	if bulk != nil {
+		return bulk.SetReadDeadline(t)
+	}
+	return c.st.SetReadDeadline(t)
+}
 
 // fileReader reads an opened file's content from its stream.
 type fileReader struct {

@@ -44,8 +44,11 @@ type HelloReply struct {
 	Resumed bool `json:"resumed,omitempty"`
 	// KeepaliveMS is how long the agent lets the session go without any
 	// message from the helper before it drops the transport.
-	KeepaliveMS int64  `json:"keepalive_ms,omitempty"`
-	Error       *Error `json:"error,omitempty"`
+	KeepaliveMS int64 `json:"keepalive_ms,omitempty"`
+	// Features are the optional parts of the protocol the agent speaks
+	// (FeatureBulk); a helper uses no other.
+	Features []string `json:"features,omitempty"`
+	Error    *Error   `json:"error,omitempty"`
 }
 
 // Error is a failure on the wire. Errno names an errno ("ECONNREFUSED")

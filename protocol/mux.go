@@ -31,7 +31,8 @@ const (
 
 // newMux starts yamux on conn: the helper is yamux's client. The wire is
 // what yamux writes through.
-func newMux(conn net.Conn, client bool, log *slog.Logger) (*yamux.Session, *wire, error) {
+// unread is what was read from conn before (the agent peeks at its first byte).
+func newMux(conn net.Conn, unread []byte, client bool, log *slog.Logger) (*yamux.Session, *wire, error) {
 	cfg := &yamux.Config{
 		AcceptBacklog:          acceptBacklog,
 		EnableKeepAlive:        true,
@@ -49,7 +50,7 @@ func newMux(conn net.Conn, client bool, log *slog.Logger) (*yamux.Session, *wire
 	} else {
 		cfg.LogOutput = io.Discard
 	}
-	w := newWire(conn)
+	w := newWire(conn, unread)
 	var mux *yamux.Session
 	var err error
 	if client {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -135,7 +136,25 @@ func (s *Server) shutdown() {
 
 // ServeConn serves one helper connection until it ends.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
-	mux, wire, err := newMux(conn, false, s.Logger)
+	// A yamux session starts with its version, 0; a bulk connection with
+	// joinPreface.
+	conn.SetReadDeadline(time.Now().Add(helloTimeout))
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		conn.Close()
+		return fmt.Errorf("waiting for hello: %w", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	if first[0] == joinPreface[0] {
+		rest := make([]byte, len(joinPreface)-1)
+		conn.SetReadDeadline(time.Now().Add(helloTimeout))
+		if _, err := io.ReadFull(conn, rest); err != nil || string(first[:])+string(rest) != joinPreface {
+			conn.Close()
+			return fmt.Errorf("neither a yamux session nor a bulk connection (%q %v)", string(first[:])+string(rest), err)
+		}
+		return s.serveJoin(conn)
+	}
+	mux, wire, err := newMux(conn, first[:], false, s.Logger)
 	if err != nil {
 		conn.Close()
 		return err
@@ -145,12 +164,13 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	c := &serverConn{srv: s, mux: mux, wire: wire, ctrl: ctrl, streams: map[uint32]func(){}}
+	c := &serverConn{srv: s, mux: mux, wire: wire, ctrl: ctrl, streams: map[uint32]func(){}, relays: map[uint32]*tcpRelay{}}
 	sess, reply := s.admit(hello, c)
 	reply.Protocol = Version
 	if reply.Error == nil {
 		reply.AgentVersion = s.AgentVersion
 		reply.KeepaliveMS = s.keepaliveTimeout().Milliseconds()
+		reply.Features = []string{FeatureBulk}
 	}
 	ctrl.SetWriteDeadline(time.Now().Add(helloTimeout))
 	werr := writeMessage(ctrl, reply, MaxHeaderSize)

@@ -18,8 +18,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/yamux"
-
-	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // Per-request and per-stream limits of the agent.
@@ -44,7 +42,8 @@ type serverConn struct {
 	lastSeen atomic.Int64
 
 	mu      sync.Mutex
-	streams map[uint32]func() // data streams by yamux id: their abort
+	streams map[uint32]func()    // data streams by yamux id: their abort
+	relays  map[uint32]*tcpRelay // TCP dial streams by yamux id: bulk joins find them here
 	wg      sync.WaitGroup
 }
 
@@ -483,7 +482,15 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 	// while the reply is on its way; the pod's bytes follow the reply.
 	rf := &replyFirst{Stream: ds.st, sent: make(chan error, 1)}
 	go func() { rf.sent <- writeMessage(ds.st, reply, MaxHeaderSize) }()
-	pipeStream(rf, conn)
+	relay := newTCPRelay(rf, conn)
+	id := ds.st.StreamID()
+	ds.conn.mu.Lock()
+	ds.conn.relays[id] = relay
+	ds.conn.mu.Unlock()
+	relay.run()
+	ds.conn.mu.Lock()
+	delete(ds.conn.relays, id)
+	ds.conn.mu.Unlock()
 }
 
 // replyFirst is a dial's stream whose writes wait until the dial's reply
@@ -539,12 +546,6 @@ func (ds *dataStream) writeOpenError(err error) {
 	ds.st.SetWriteDeadline(time.Now().Add(helloTimeout))
 	writeMessage(ds.st, OpenReply{Error: WireError(err)}, MaxHeaderSize)
 }
-
-// pipeStream copies both ways between a helper stream and a pod TCP
-// connection, passing half-closes on: EOF from the helper becomes
-// shutdown(SHUT_WR) on the pod socket and the pod's EOF becomes the
-// stream's FIN.
-func pipeStream(st io.ReadWriteCloser, conn net.Conn) { netpipe.Join(st, conn) }
 
 // pipeDatagrams relays datagrams: on the stream each is a 2-byte
 // big-endian length and the payload; on the pod side each is one UDP

@@ -41,6 +41,7 @@ const (
 // Nothing on the wire changes.
 type wire struct {
 	net.Conn
+	unread  []byte       // read before the connection: what the agent peeked
 	tcp     bool         // writev instead of copying buffers together
 	vectors VectorWriter // or the connection sends them as one message
 
@@ -62,10 +63,21 @@ type VectorWriter interface {
 	WriteVectors(bufs ...[]byte) (int, error)
 }
 
-func newWire(conn net.Conn) *wire {
-	w := &wire{Conn: conn, tcp: isTCP(conn), deferred: map[uint32]bool{}}
+func newWire(conn net.Conn, unread []byte) *wire {
+	w := &wire{Conn: conn, unread: unread, tcp: isTCP(conn), deferred: map[uint32]bool{}}
 	w.vectors, _ = conn.(VectorWriter)
 	return w
+}
+
+// Read gives back the peeked bytes first (yamux's receive loop is the
+// only reader).
+func (w *wire) Read(b []byte) (int, error) {
+	if len(w.unread) > 0 {
+		n := copy(b, w.unread)
+		w.unread = w.unread[n:]
+		return n, nil
+	}
+	return w.Conn.Read(b)
 }
 
 func isTCP(c net.Conn) bool { _, ok := c.(*net.TCPConn); return ok }

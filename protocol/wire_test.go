@@ -43,7 +43,7 @@ func frameHeader(typ byte, id, length uint32) []byte {
 
 func TestWireCoalescesHeaderAndBody(t *testing.T) {
 	w := &writesConn{}
-	c := newWire(w)
+	c := newWire(w, nil)
 	hdr := func(typ byte, length uint32) []byte { return frameHeader(typ, 1, length) }
 	body := bytes.Repeat([]byte("x"), 100)
 	// A data header and its body go out as one write, and each Write
@@ -78,7 +78,7 @@ func TestWireCoalescesHeaderAndBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	tc := newWire(client)
+	tc := newWire(client, nil)
 	if !tc.tcp {
 		t.Fatal("a TCP connection was not recognized")
 	}
@@ -96,7 +96,7 @@ func TestWireCoalescesHeaderAndBody(t *testing.T) {
 
 func TestWireDefersMirrorFrames(t *testing.T) {
 	w := &writesConn{}
-	c := newWire(w)
+	c := newWire(w, nil)
 	c.Defer(2, true)
 	frame := func(id uint32, body string) {
 		t.Helper()
@@ -158,7 +158,7 @@ func TestWireDefersMirrorFrames(t *testing.T) {
 func TestWireCloseEndsAStuckWrite(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
-	c := newWire(a)
+	c := newWire(a, nil)
 	done := make(chan error, 1)
 	go func() {
 		c.Write(frameHeader(muxTypeData, 1, 5))

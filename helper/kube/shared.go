@@ -256,7 +256,13 @@ func (a *Agent) hello(ctx context.Context, hello protocol.Hello) (*protocol.Clie
 	if err != nil {
 		return nil, err
 	}
-	return protocol.Dial(ctx, conn, hello)
+	c, err := protocol.Dial(ctx, conn, hello)
+	if err != nil {
+		return nil, err
+	}
+	// Downloads move to port-forwards of their own (SPEC.md §7, "Bulk").
+	c.SetBulk(a.Dial, 0)
+	return c, nil
 }
 
 // ending reports whether the agent is exiting, after a hello failed with

@@ -299,7 +299,10 @@ func (c *spdyConn) Read(p []byte) (int, error) {
 	if len(p) > c.left {
 		p = p[:c.left]
 	}
-	n, err := c.rd.Read(p)
+	// The frame's rest, not one TLS record of it: the sender wrote it
+	// whole, so it is on its way, and a bulk download's reader (a local
+	// socket's writer) then moves 32 KiB frames rather than 16 KiB records.
+	n, err := io.ReadFull(&c.rd, p)
 	c.left -= n
 	if c.left == 0 && c.finAfter {
 		c.ended = true

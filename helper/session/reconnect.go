@@ -194,6 +194,9 @@ func (r *Reconnecting) Close() error {
 	r.closed = true
 	c := r.client
 	r.mu.Unlock()
+	if n := c.BulkCount(); n > 0 {
+		r.log.Debug("downloads went on port-forwards of their own", "count", n)
+	}
 	return c.Close()
 }
 

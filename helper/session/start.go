@@ -166,6 +166,7 @@ func ConnectAgent(ctx context.Context, address, token, id string) (*protocol.Cli
 	if err != nil {
 		return nil, fmt.Errorf("agent at %s: %w", address, err)
 	}
+	client.SetBulk(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", address) }, 0)
 	return client, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +26,7 @@ type tunnel struct {
 	// claimTimeout bounds how long an accepted connection waits for its
 	// remote half to be registered (they race by design: the kernel may
 	// queue the connection before the layer reports its local address).
-	claimTimeout time.Duration
+	claimTimeout atomic.Int64 // a time.Duration; tests shorten it while the accept loop runs
 	// pendingTimeout bounds how long a registered remote half waits for
 	// its accepted connection.
 	pendingTimeout time.Duration
@@ -48,7 +49,8 @@ func newTunnel(log *slog.Logger) (*tunnel, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tunnel{ln: ln, ln6: ln6, log: log, claimTimeout: defaultClaimTimeout, pendingTimeout: unclaimedTimeout, pending: map[netip.AddrPort]*pendingConn{}, waiters: map[netip.AddrPort]chan *pendingConn{}}
+	t := &tunnel{ln: ln, ln6: ln6, log: log, pendingTimeout: unclaimedTimeout, pending: map[netip.AddrPort]*pendingConn{}, waiters: map[netip.AddrPort]chan *pendingConn{}}
+	t.claimTimeout.Store(int64(defaultClaimTimeout))
 	go t.acceptLoop(ln)
 	if ln6 != nil {
 		go t.acceptLoop(ln6)
@@ -155,7 +157,7 @@ func (t *tunnel) acceptLoop(ln net.Listener) {
 
 func (t *tunnel) serve(local net.Conn) {
 	from := local.RemoteAddr().(*net.TCPAddr).AddrPort()
-	ctx, cancel := context.WithTimeout(context.Background(), t.claimTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(t.claimTimeout.Load()))
 	remote, err := t.claim(ctx, unmapAddrPort(from))
 	cancel()
 	if err != nil {

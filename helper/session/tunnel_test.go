@@ -76,7 +76,7 @@ func TestTunnelDropsUnclaimedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tun.Close()
-	tun.claimTimeout = 200 * time.Millisecond
+	tun.claimTimeout.Store(int64(200 * time.Millisecond))
 	c, err := net.Dial("tcp", tun.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,13 @@ const bufferSize = 256 << 10
 
 var buffers = sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}
 
+// Buffer lends a copy buffer of the size Copy uses; give it back with
+// PutBuffer.
+func Buffer() *[]byte { return buffers.Get().(*[]byte) }
+
+// PutBuffer gives back a buffer from Buffer.
+func PutBuffer(b *[]byte) { buffers.Put(b) }
+
 // Copy copies src to dst until EOF: in the kernel (splice) between two TCP
 // sockets, else through a pooled bufferSize buffer. (A TCP socket's
 // ReadFrom or WriteTo with a stream on the other side could only fall back

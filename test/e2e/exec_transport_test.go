@@ -14,7 +14,8 @@ import (
 // protocol the helper speaks: plain SPDY (its own client, the default) and
 // SPDY in a WebSocket (client-go's, kubectl's default; the fallback when a
 // proxy passes no SPDY upgrade). Each carries a request, 48 MiB from a
-// Service and a refused connection.
+// Service (moved to a port-forward of their own past 4 MiB) and a refused
+// connection.
 func TestExecPortForwardProtocols(t *testing.T) {
 	ns := cluster.Namespace(t, "transport")
 	cluster.RunPod(t, ns, framework.ToolboxPod("target", "serve", "-port", "8080"))
@@ -26,7 +27,7 @@ func TestExecPortForwardProtocols(t *testing.T) {
 	}, "\n")
 	for _, mode := range []string{"spdy", "websocket"} {
 		t.Run(mode, func(t *testing.T) {
-			p := startDoppel(t, configDir(t, execConfig(t, ns, "pod/target")), []string{"DOPPEL_PORT_FORWARD=" + mode},
+			p := startDoppel(t, configDir(t, execConfig(t, ns, "pod/target")), []string{"DOPPEL_PORT_FORWARD=" + mode, "DOPPEL_LOG=debug"},
 				"exec", "--", "bash", "-c", script)
 			if err := p.wait(t, 2*time.Minute); err != nil {
 				t.Fatalf("doppel exec: %v\nstderr:\n%s", err, p.stderr.String())
@@ -42,6 +43,10 @@ func TestExecPortForwardProtocols(t *testing.T) {
 				if got[k] != v {
 					t.Errorf("%s = %q, want %q\nstdout:\n%s\nstderr:\n%s", k, got[k], v, p.stdout.String(), p.stderr.String())
 				}
+			}
+			// The 48 MiB went on a port-forward of their own (SPEC.md §7, "Bulk").
+			if !strings.Contains(p.stderr.String(), "downloads went on port-forwards of their own") {
+				t.Errorf("the download stayed on its stream\nstderr:\n%s", p.stderr.String())
 			}
 		})
 	}
