@@ -35,8 +35,8 @@ type JoinRequest struct {
 }
 
 func (r *JoinRequest) validate() error {
-	if r.SessionID == "" || r.Stream == 0 {
-		return fmt.Errorf("%w: a join names a session and a stream", ErrMalformed)
+	if r.SessionID == "" || len(r.SessionID) > maxSessionIDLen || len(r.Token) > maxTokenLen || r.Stream == 0 {
+		return fmt.Errorf("%w: a join names a session (at most %d characters), its token and a stream", ErrMalformed, maxSessionIDLen)
 	}
 	return nil
 }
@@ -108,6 +108,11 @@ func (c *Client) startJoin(conn *Conn) {
 	c.mu.Unlock()
 	j := &join{done: make(chan struct{})}
 	conn.mu.Lock()
+	if conn.closed { // Close came first: it won't look for this join
+		conn.mu.Unlock()
+		c.bulkEnded()
+		return
+	}
 	conn.join = j
 	conn.mu.Unlock()
 	go func() {
@@ -139,12 +144,15 @@ func (c *Client) dialJoin(dial Dialer, stream uint32) (net.Conn, error) {
 	b.SetDeadline(time.Now().Add(joinTimeout))
 	req := JoinRequest{SessionID: c.helloReq.SessionID, Token: c.helloReq.Token, Stream: stream}
 	var reply JoinReply
-	if _, err = io.WriteString(b, joinPreface); err == nil {
-		if err = writeMessage(b, &req, MaxHeaderSize); err == nil {
-			err = readMessage(b, &reply, MaxHeaderSize)
-		}
+	_, err = io.WriteString(b, joinPreface)
+	if err == nil {
+		err = writeMessage(b, &req, MaxHeaderSize)
 	}
-	if err != nil {
+	if err != nil { // the agent can't have taken a join it did not read
+		b.Close()
+		return nil, &joinRefused{fmt.Errorf("sending a join: %w", err)}
+	}
+	if err := readMessage(b, &reply, MaxHeaderSize); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("joining a bulk connection: %w", err) // the agent may have taken it
 	}
@@ -188,9 +196,9 @@ func (j *join) afterStreamEOF() (net.Conn, error) {
 
 // Agent side.
 
-// serveJoin serves a connection that started with joinPreface.
+// serveJoin serves a connection that started with joinPreface, within
+// the deadline ServeConn set for its first bytes.
 func (s *Server) serveJoin(conn net.Conn) error {
-	conn.SetDeadline(time.Now().Add(helloTimeout))
 	var req JoinRequest
 	if err := readMessage(conn, &req, MaxHeaderSize); err != nil {
 		conn.Close()
@@ -210,21 +218,16 @@ func (s *Server) serveJoin(conn net.Conn) error {
 	return nil
 }
 
-// findRelay finds the relay of the join's stream, in the session the
-// join's token opened.
+// findRelay finds the relay of the join's stream, in a session bound to
+// the join's token (the hash the session's hello authenticated with: a
+// session outlives its hash's removal from the accepted set, and so do its
+// joins).
 func (s *Server) findRelay(req *JoinRequest) (*tcpRelay, *Error) {
-	hashes := s.TokenHashes
-	if s.AcceptedTokens != nil {
-		hashes = append(hashes[:len(hashes):len(hashes)], s.AcceptedTokens()...)
-	}
-	token, ok := matchToken(hashes, req.Token)
-	if !ok {
-		return nil, codeError(CodeUnauthorized, "the session token does not match this agent's")
-	}
+	hash := HashToken(req.Token)
 	s.mu.Lock()
 	sess := s.sessions[req.SessionID]
 	var live *serverConn
-	if sess != nil && sameHash(sess.token, token) {
+	if sess != nil && sameHash(sess.token, hash) {
 		live = sess.live
 	}
 	s.mu.Unlock()
@@ -247,6 +250,9 @@ func (s *Server) findRelay(req *JoinRequest) (*tcpRelay, *Error) {
 type tcpRelay struct {
 	st  io.ReadWriteCloser // the stream, writes after the dial's reply
 	pod net.Conn
+	// onAbort has the stream's abort close a joined connection too (a
+	// splice blocked writing to it would not notice the pod's side close).
+	onAbort func(io.Closer) bool
 
 	mu       sync.Mutex
 	bulk     net.Conn
@@ -255,15 +261,15 @@ type tcpRelay struct {
 	ended    bool
 }
 
-func newTCPRelay(st io.ReadWriteCloser, pod net.Conn) *tcpRelay {
-	return &tcpRelay{st: st, pod: pod, acked: make(chan struct{})}
+func newTCPRelay(st io.ReadWriteCloser, pod net.Conn, onAbort func(io.Closer) bool) *tcpRelay {
+	return &tcpRelay{st: st, pod: pod, onAbort: onAbort, acked: make(chan struct{})}
 }
 
 // run copies both ways until both directions ended, passing half-closes
 // on; a copy that fails ends everything at once.
 func (r *tcpRelay) run() {
 	var once sync.Once
-	abort := func() { once.Do(r.closeAll) }
+	abort := func() { once.Do(func() { r.closeAll(true) }) }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -275,10 +281,14 @@ func (r *tcpRelay) run() {
 		netpipe.CloseWrite(r.pod)
 	}
 	<-done
-	r.closeAll()
+	r.closeAll(false)
 }
 
-func (r *tcpRelay) closeAll() {
+// closeAll ends everything; abort resets a joined connection rather than
+// closing it in order, so that the helper gets an error, not an EOF, for
+// a download cut short (through a port-forward: the kubelet's error
+// message on the port's error stream).
+func (r *tcpRelay) closeAll(abort bool) {
 	r.mu.Lock()
 	r.ended = true
 	b := r.bulk
@@ -286,6 +296,9 @@ func (r *tcpRelay) closeAll() {
 	r.st.Close()
 	r.pod.Close()
 	if b != nil {
+		if tc, ok := b.(*net.TCPConn); ok && abort {
+			tc.SetLinger(0)
+		}
 		b.Close()
 	}
 }
@@ -346,9 +359,14 @@ func (r *tcpRelay) join(b net.Conn) bool {
 	}
 	r.bulk = b
 	r.mu.Unlock()
+	if !r.onAbort(b) { // aborted meanwhile: b is closed
+		close(r.acked)
+		r.closeAll(true)
+		return true
+	}
 	if err := writeMessage(b, &JoinReply{}, MaxHeaderSize); err != nil {
 		close(r.acked)
-		r.closeAll()
+		r.closeAll(true)
 		return true
 	}
 	close(r.acked)

@@ -216,3 +216,62 @@ func TestBulkJoinRacesThePodsEOF(t *testing.T) {
 	}
 	t.Logf("%d of 20 connections moved", c.BulkCount())
 }
+
+// stuckConn is a bulk connection whose helper side never closes: a
+// port-forward path that went silent.
+type stuckConn struct{ net.Conn }
+
+func (stuckConn) Close() error { return nil }
+
+// The stream's abort ends the relay even when its splice is blocked
+// writing to a bulk connection nobody reads or closes.
+func TestBulkAbortEndsABlockedSplice(t *testing.T) {
+	closed := make(chan struct{})
+	addr := bulkServer(t, 256<<20, closed)
+	a := startAgent(t, nil)
+	var real []net.Conn
+	t.Cleanup(func() { // before the agent's shutdown, which waits for its relays
+		for _, c := range real {
+			c.Close()
+		}
+	})
+	c := a.client(t)
+	c.SetBulk(func(ctx context.Context) (net.Conn, error) {
+		conn, err := agentDialer(a)(ctx)
+		if err == nil {
+			real = append(real, conn)
+			conn = stuckConn{conn}
+		}
+		return conn, err
+	}, 1<<20)
+	conn, err := c.DialTCP(testCtx(t), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET\n")
+	if _, err := io.ReadFull(conn, make([]byte, 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return c.BulkCount() == 1 })
+	time.Sleep(300 * time.Millisecond) // the socket buffers fill: the splice blocks
+	conn.Close()                       // the abort; the bulk connection stays open on this side
+	relays := func() int {
+		a.srv.mu.Lock()
+		defer a.srv.mu.Unlock()
+		n := 0
+		for _, sess := range a.srv.sessions {
+			if sess.live != nil {
+				sess.live.mu.Lock()
+				n += len(sess.live.relays)
+				sess.live.mu.Unlock()
+			}
+		}
+		return n
+	}
+	waitFor(t, func() bool { return relays() == 0 })
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pod's connection still takes bytes 5 s after the abort")
+	}
+}

@@ -144,16 +144,15 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 		conn.Close()
 		return fmt.Errorf("waiting for hello: %w", err)
 	}
-	conn.SetReadDeadline(time.Time{})
 	if first[0] == joinPreface[0] {
-		rest := make([]byte, len(joinPreface)-1)
-		conn.SetReadDeadline(time.Now().Add(helloTimeout))
+		rest := make([]byte, len(joinPreface)-1) // within the same deadline
 		if _, err := io.ReadFull(conn, rest); err != nil || string(first[:])+string(rest) != joinPreface {
 			conn.Close()
 			return fmt.Errorf("neither a yamux session nor a bulk connection (%q %v)", string(first[:])+string(rest), err)
 		}
 		return s.serveJoin(conn)
 	}
+	conn.SetReadDeadline(time.Time{})
 	mux, wire, err := newMux(conn, first[:], false, s.Logger)
 	if err != nil {
 		conn.Close()

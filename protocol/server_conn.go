@@ -482,7 +482,7 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 	// while the reply is on its way; the pod's bytes follow the reply.
 	rf := &replyFirst{Stream: ds.st, sent: make(chan error, 1)}
 	go func() { rf.sent <- writeMessage(ds.st, reply, MaxHeaderSize) }()
-	relay := newTCPRelay(rf, conn)
+	relay := newTCPRelay(rf, conn, ds.onAbort)
 	id := ds.st.StreamID()
 	ds.conn.mu.Lock()
 	ds.conn.relays[id] = relay

@@ -293,6 +293,11 @@ func (c *spdyConn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if err := c.readFrame(); err != nil {
+			if err == io.EOF {
+				// The connection ended, not the stream (no FIN): what
+				// came may be cut short.
+				err = io.ErrUnexpectedEOF
+			}
 			return 0, err
 		}
 	}
@@ -309,6 +314,9 @@ func (c *spdyConn) Read(p []byte) (int, error) {
 	}
 	if n > 0 {
 		return n, nil
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF // in the middle of a frame
 	}
 	return 0, err
 }

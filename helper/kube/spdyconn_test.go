@@ -176,3 +176,41 @@ func TestSPDYUpgradeRefused(t *testing.T) {
 		t.Fatalf("after a plain refusal: WebSocket next = %v, upgrade attempts = %d; want true, 2 (SPDY, then WebSocket)", c.pfWebSocket.Load(), tries.Load())
 	}
 }
+
+// A connection that ends without the data stream's FIN (the API server's
+// connection dropped, mid-frame or between frames) is not the pod's EOF:
+// a download cut there must not look complete.
+func TestSPDYConnEndWithoutFIN(t *testing.T) {
+	frame := func(payload string, fin bool) []byte {
+		flags := byte(0)
+		if fin {
+			flags = spdyDataFin
+		}
+		return append(appendDataHeader(nil, spdyDataStream, flags, len(payload)), payload...)
+	}
+	for name, tc := range map[string]struct {
+		wire    []byte
+		wantErr error
+	}{
+		"with FIN":       {append(frame("hello", false), frame(" world", true)...), io.EOF},
+		"between frames": {frame("hello world", false), io.ErrUnexpectedEOF},
+		"mid-frame":      {frame("hello world", false)[:8+5], io.ErrUnexpectedEOF},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := net.Pipe()
+			go func() { b.Write(tc.wire); b.Close() }()
+			c := newSPDYConn(a, nil, podAddr("test"))
+			c.errDone = true // no error stream in this test
+			got, err := io.ReadAll(c)
+			if tc.wantErr == io.EOF {
+				if err != nil || string(got) != "hello world" {
+					t.Fatalf("read %q, %v; want the whole payload and EOF", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("read %q, %v; want %v", got, err, tc.wantErr)
+			}
+		})
+	}
+}
