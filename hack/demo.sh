@@ -29,8 +29,13 @@ trap 'kill $pf 2>/dev/null || true' EXIT
 url=http://127.0.0.1:$port
 for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
 
+# The page needs the backend behind its Service: on a fresh cluster
+# kube-proxy may program the new endpoints a moment after the rollout.
+page=
+for _ in $(seq 150); do page=$(curl -sf "$url/?user=demo") && break; sleep 0.2; done
+[[ -n $page ]] || die "the frontend does not answer its page through the backend (k -n staging logs deploy/frontend)"
 log "frontend page header:"
-curl -sf "$url/?user=demo" | sed -n 's:.*<h1>\(.*\)</h1>.*:  \1:p'
+sed -n 's:.*<h1>\(.*\)</h1>.*:  \1:p' <<<"$page"
 id=demo-$(date +%s)
 curl -sf -X POST --data-urlencode "id=$id" --data-urlencode "title=Added by make demo" "$url/add" >/dev/null
 log "videos listed by the frontend (from PostgreSQL in the cluster):"
