@@ -88,6 +88,10 @@ func chunkReadError(err error, tooLong string, args ...any) error {
 //	chunk-size = 1*HEXDIG
 //	chunk-ext  = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
 //	ext-val    = token / quoted-string
+//
+// except that whitespace right after the size is refused: Go's chunked
+// reader (a common original server) refuses it too, and the agent is
+// never the more lenient reader of what it forwards.
 func parseChunkLine(b []byte) (int64, error) {
 	var size int64
 	i := 0
@@ -98,6 +102,9 @@ func parseChunkLine(b []byte) (int64, error) {
 		size = size<<4 | int64(hexValue(b[i]))
 	}
 	if i == 0 {
+		return 0, errorf(statusBadRequest, "invalid chunk size")
+	}
+	if i < len(b) && b[i] != ';' {
 		return 0, errorf(statusBadRequest, "invalid chunk size")
 	}
 	for i < len(b) {

@@ -14,7 +14,7 @@ func TestCopyChunked(t *testing.T) {
 		"0\r\n\r\n",
 		"5\r\nhello\r\n0\r\n\r\n",
 		"5;name=value;flag\r\nhello\r\n00\r\nExpires: never\r\nX-Sum: 1\r\n\r\n",
-		"A\r\n0123456789\r\n1 ; a = \"q\\\"x\" ;b\r\n!\r\n0;last\r\n\r\n",
+		"A\r\n0123456789\r\n1; a = \"q\\\"x\" ;b\r\n!\r\n0;last\r\n\r\n",
 		"0000000000000001\r\nx\r\n0\r\n\r\n",
 	} {
 		const next = "GET /next HTTP/1.1\r\n"
@@ -46,6 +46,8 @@ func TestCopyChunkedRefusals(t *testing.T) {
 		{"sign", "+5\r\nhello\r\n0\r\n\r\n", ""},
 		{"hex prefix", "0x5\r\nhello\r\n0\r\n\r\n", ""},
 		{"space after size", "5 \r\nhello\r\n0\r\n\r\n", ""},
+		// RFC 9112 allows BWS there; Go's chunked reader (and others) don't.
+		{"space before extension", "5 ;a\r\nhello\r\n0\r\n\r\n", ""},
 		{"bare LF size line", "5\nhello\r\n0\r\n\r\n", ""},
 		{"bare LF in extension", "5;a\nb\r\nhello\r\n0\r\n\r\n", ""},
 		{"bare CR in extension", "5;a\rb\r\nhello\r\n0\r\n\r\n", ""},
