@@ -328,7 +328,7 @@ func (r *tcpRelay) down(abort func()) {
 		}
 		r.mu.Unlock()
 		switch {
-		case b != nil && (eof || isTimeout(err)):
+		case b != nil && (eof || netpipe.IsTimeout(err)):
 			<-r.acked
 			netpipe.CloseWrite(r.st) // continued on b
 			if !eof {
@@ -372,9 +372,4 @@ func (r *tcpRelay) join(b net.Conn) bool {
 	close(r.acked)
 	r.pod.SetReadDeadline(time.Now()) // wakes down's Read
 	return true
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -68,12 +68,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 			c.client.startJoin(c)
 		}
 	}
-	if err == io.EOF && j == nil {
-		c.mu.Lock()
-		j = c.join // asked for just now
-		c.mu.Unlock()
+	if err != io.EOF {
+		return n, err
 	}
-	if err == io.EOF && j != nil {
+	c.mu.Lock()
+	j = c.join // perhaps asked for just now
+	c.mu.Unlock()
+	if j != nil {
 		// The FIN may mean "continued on the bulk connection".
 		bc, jerr := j.afterStreamEOF()
 		if jerr != nil {
@@ -86,9 +87,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return n, nil
 		}
 	}
-	if err == io.EOF {
-		c.setReadEOF()
-	}
+	c.setReadEOF()
 	return n, err
 }
 

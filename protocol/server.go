@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // Server defaults.
@@ -92,8 +94,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if netpipe.IsTimeout(err) {
 				continue
 			}
 			return err

@@ -4,6 +4,7 @@
 package netpipe
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -36,6 +37,12 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 	b := buffers.Get().(*[]byte)
 	defer buffers.Put(b)
 	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *b)
+}
+
+// IsTimeout reports a deadline that passed on a connection (or an accept).
+func IsTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // CloseWrite half-closes c where it can (TCP sockets, and wrappers that

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // requestBody is a request body being copied from the client to an
@@ -64,7 +66,7 @@ func (b *requestBody) stop(client net.Conn) {
 	client.SetReadDeadline(aLongTimeAgo)
 	<-b.done
 	client.SetReadDeadline(time.Time{})
-	if isTimeout(b.err) {
+	if netpipe.IsTimeout(b.err) {
 		// Our own wake-up, not the client's doing.
 		b.clientFailed = false
 	}

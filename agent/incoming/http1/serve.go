@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // expectGrace is how long a request body sent with Expect: 100-continue
@@ -118,7 +120,7 @@ func (s *server) readRequest(first bool) (*Request, error) {
 	if !first {
 		s.client.SetReadDeadline(time.Now().Add(s.lim.IdleTimeout))
 		if _, err := s.br.Peek(1); err != nil {
-			if errors.Is(err, io.EOF) || isTimeout(err) {
+			if errors.Is(err, io.EOF) || netpipe.IsTimeout(err) {
 				return nil, nil
 			}
 			return nil, err
@@ -133,7 +135,7 @@ func (s *server) readRequest(first bool) (*Request, error) {
 		return req, nil
 	case errors.Is(err, io.EOF):
 		return nil, nil
-	case isTimeout(err):
+	case netpipe.IsTimeout(err):
 		refuse(s.client, statusRequestTimeout)
 		return nil, fmt.Errorf("request head not received within %v: %w", s.lim.HeadTimeout, err)
 	case errors.As(err, &e):

@@ -99,9 +99,3 @@ func (u *upstreamConn) close() {
 		u.watch = nil
 	}
 }
-
-// isTimeout reports a deadline that passed on a connection.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
