@@ -3,6 +3,7 @@
 package layer_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doppel-dev/doppel/layer"
 	"github.com/doppel-dev/doppel/layer/launcher"
 )
 
@@ -100,5 +102,36 @@ func TestTreeEnded(t *testing.T) {
 			state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 			t.Errorf("%v: grandchild %d still exists: %s", argv, pid, state)
 		}
+	}
+}
+
+// TestCloseWhileRunning: Close ends the receive loop while the process
+// still runs (its wait in poll(2) is woken, not left until the process
+// exits), in both ways of waiting.
+func TestCloseWhileRunning(t *testing.T) {
+	requireRoot(t)
+	for _, wait := range []string{"thread", "netpoller"} {
+		t.Run(wait, func(t *testing.T) {
+			t.Setenv("DOPPEL_SECCOMP_WAIT", wait)
+			sup := layer.NewSupervisor(newHandler(), layer.Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			tree, err := launcher.Start(ctx, launcher.Spec{}, launcher.Command{
+				Path: "/bin/sh", Args: []string{"/bin/sh", "-c", "sleep 30"}, Env: os.Environ(), KillGrace: 100 * time.Millisecond,
+			}, sup.Serve)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tree.Wait()
+			defer tree.Kill()
+			time.Sleep(200 * time.Millisecond) // the loop waits for calls now
+			closed := make(chan struct{})
+			go func() { sup.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not return while the process ran")
+			}
+		})
 	}
 }

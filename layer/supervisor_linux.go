@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,10 +114,10 @@ func (s *Supervisor) Close() error {
 // receive is the hot path: one receive loop per listener (more receivers
 // per listener measured 4x slower), no /proc reads but the first per
 // process, and anything that may block moved to a goroutine. The loop waits
-// in Go's netpoller (see seccomp.NewListener) and is not locked to its
-// thread: with the hand-off to a goroutine per call, a locked thread
-// measured slower (98 vs 77 µs per trapped openat on a loaded 2-core VM),
-// because every wake-up then needs that particular thread.
+// in poll(2) on its thread (seccomp.Listener.Wait) but is not locked to it:
+// with the hand-off to a goroutine per call, a locked thread measured
+// slower (98 vs 77 µs per trapped openat on a loaded 2-core VM), because
+// every wake-up then needs that particular thread.
 func (s *Supervisor) receive(l *seccomp.Listener) {
 	var work sync.WaitGroup // calls answered on their own goroutines
 	defer func() {
@@ -136,7 +137,12 @@ func (s *Supervisor) receive(l *seccomp.Listener) {
 			continue
 		}
 		s.notifications.Add(1)
-		s.dispatch(l, &work, n)
+		if s.dispatch(l, &work, n) {
+			// The loop's thread holds its P while it waits in poll(2)
+			// (seccomp.Listener.Wait): run what was just started until it
+			// blocks, instead of leaving it for another thread to steal.
+			runtime.Gosched()
+		}
 	}
 }
 
@@ -184,7 +190,9 @@ func (c *call) read(addr uint64, b []byte) error { return seccomp.ReadMemory(c.t
 
 func (c *call) write(addr uint64, b []byte) error { return seccomp.WriteMemory(c.tid(), addr, b) }
 
-func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n seccomp.Notif) {
+// dispatch answers a call or hands it to a goroutine; started says whether
+// goroutines were started for it (by dispatch or by the handler).
+func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n seccomp.Notif) (started bool) {
 	c := &call{s: s, l: l, n: n}
 	nr := int(n.Data.Nr)
 	if n.Data.Arch != seccomp.AuditArchX86_64 {
@@ -229,15 +237,15 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		} else {
 			p.release()
 		}
-		return
+		return true // an early connect's dial runs on goroutines of the handler
 	}
 	if nr == seccomp.SysRecvfrom || nr == seccomp.SysRecvmsg || nr == seccomp.SysRecvmmsg {
 		// Answered here unless the caller waits for a datagram.
 		if pending := s.recv(c, nr); pending != nil {
 			answerAsync(work, p, func() { s.recvWait(c, nr, pending) })
-		} else {
-			p.release()
+			return true
 		}
+		p.release()
 		return
 	}
 	fa, isFile, ok := c.fileArgs(nr)
@@ -255,6 +263,7 @@ func (s *Supervisor) dispatch(l *seccomp.Listener, work *sync.WaitGroup, n secco
 		}
 		s.handle(c, nr)
 	})
+	return true
 }
 
 // answerAsync answers a call on a goroutine of its own: anything that may
