@@ -50,7 +50,7 @@ func newMux(conn net.Conn, unread []byte, client bool, log *slog.Logger) (*yamux
 	} else {
 		cfg.LogOutput = io.Discard
 	}
-	w := newWire(conn, unread)
+	w := newWire(conn, unread, client)
 	var mux *yamux.Session
 	var err error
 	if client {

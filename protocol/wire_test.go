@@ -43,7 +43,7 @@ func frameHeader(typ byte, id, length uint32) []byte {
 
 func TestWireCoalescesHeaderAndBody(t *testing.T) {
 	w := &writesConn{}
-	c := newWire(w, nil)
+	c := newWire(w, nil, false)
 	hdr := func(typ byte, length uint32) []byte { return frameHeader(typ, 1, length) }
 	body := bytes.Repeat([]byte("x"), 100)
 	// A data header and its body go out as one write, and each Write
@@ -78,7 +78,7 @@ func TestWireCoalescesHeaderAndBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	tc := newWire(client, nil)
+	tc := newWire(client, nil, false)
 	if !tc.tcp {
 		t.Fatal("a TCP connection was not recognized")
 	}
@@ -96,7 +96,7 @@ func TestWireCoalescesHeaderAndBody(t *testing.T) {
 
 func TestWireDefersMirrorFrames(t *testing.T) {
 	w := &writesConn{}
-	c := newWire(w, nil)
+	c := newWire(w, nil, false)
 	c.Defer(2, true)
 	frame := func(id uint32, body string) {
 		t.Helper()
@@ -158,7 +158,7 @@ func TestWireDefersMirrorFrames(t *testing.T) {
 func TestWireCloseEndsAStuckWrite(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
-	c := newWire(a, nil)
+	c := newWire(a, nil, false)
 	done := make(chan error, 1)
 	go func() {
 		c.Write(frameHeader(muxTypeData, 1, 5))
@@ -175,5 +175,51 @@ func TestWireCloseEndsAStuckWrite(t *testing.T) {
 	}
 	if err := <-done; err == nil {
 		t.Error("the stuck write succeeded after Close")
+	}
+}
+
+// TestWireHoldsSYN: on the helper's side a new stream's SYN goes out with
+// the frame that follows it, or alone after synHold; other window updates,
+// and the agent's side, do not wait.
+func TestWireHoldsSYN(t *testing.T) {
+	syn := frameHeader(muxTypeWindowUpdate, 3, 0)
+	binary.BigEndian.PutUint16(syn[2:4], muxFlagSYN)
+	body := []byte("header")
+
+	w := &writesConn{}
+	c := newWire(w, nil, true)
+	if n, err := c.Write(syn); n != muxHeaderSize || err != nil {
+		t.Fatalf("syn: %d, %v", n, err)
+	}
+	if len(w.got()) != 0 {
+		t.Fatal("the SYN went out alone")
+	}
+	c.Write(frameHeader(muxTypeData, 3, uint32(len(body))))
+	c.Write(body)
+	want := append(append(append([]byte(nil), syn...), frameHeader(muxTypeData, 3, uint32(len(body)))...), body...)
+	if got := w.got(); len(got) != 1 || !bytes.Equal(got[0], want) {
+		t.Fatalf("writes: %q, want one: %q", got, want)
+	}
+
+	// Nothing follows: it goes out alone, soon.
+	c.Write(syn)
+	deadline := time.Now().Add(time.Second)
+	for len(w.got()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := w.got(); len(got) != 2 || !bytes.Equal(got[1], syn) {
+		t.Fatalf("a lone SYN: writes %q", got)
+	}
+
+	// A window update without SYN, and any frame on the agent's side, go
+	// out at once.
+	c.Write(frameHeader(muxTypeWindowUpdate, 3, 5))
+	if len(w.got()) != 3 {
+		t.Fatal("a window update waited")
+	}
+	a := &writesConn{}
+	newWire(a, nil, false).Write(syn)
+	if len(a.got()) != 1 {
+		t.Fatal("the agent's side held a SYN")
 	}
 }
