@@ -54,6 +54,7 @@ var (
 	pairFor     = flag.Duration("mirror-pair-duration", 15*time.Second, "length of each side of a paired round")
 	only        = flag.String("only", "steal,unmatched,mirror", "the measurements to make")
 	localNice   = flag.Int("local-nice", 0, "niceness of doppel and the local server (19 stands in for a developer's machine apart from the node)")
+	localIdle   = flag.Bool("local-idle", false, "run doppel and the local server under SCHED_IDLE: they get a CPU only when the node's own processes leave one (a stronger stand-in for a developer's machine apart from the node)")
 	namespace   = "doppel-bench-in-" + strconv.Itoa(rand.IntN(1e6))
 )
 
@@ -348,6 +349,10 @@ func withSession(incoming, notice string, during func() error, after func(int64,
 	if *localNice != 0 {
 		// nice execs doppel: the PID signalled below stays doppel's.
 		cmd = exec.Command("nice", "-n", strconv.Itoa(*localNice), doppelBin, "exec", "--", self)
+	}
+	if *localIdle {
+		// chrt execs doppel, as nice does; children inherit the policy.
+		cmd = exec.Command("chrt", append([]string{"--idle", "0", cmd.Path}, cmd.Args[1:]...)...)
 	}
 	cmd.Dir = wd
 	cmd.Env = append(os.Environ(), envLocal+"="+countFile)
