@@ -6,7 +6,9 @@
 // Startup: `doppel exec -- true` with a new agent (cold) and with a running
 // one (warm) against a bare pod start (create to Ready). Outgoing traffic to
 // a cluster Service: throughput and new-connection latency through doppel
-// against `kubectl port-forward` to the same Service (its default tunnel).
+// against `kubectl port-forward` to the same Service (its default tunnel),
+// and a kept connection's latency: the round trip every new connection
+// pays on top of its own setup.
 // And the agent's idle memory and image size.
 //
 // It uses the local cluster's KUBECONFIG and the toolbox and agent images
@@ -220,6 +222,34 @@ spec:
 		row{"request on a new connection, p50", 1000 * stats.Percentile(lDoppel, 50), 1000 * stats.Percentile(lPF, 50), "ms", "kubectl port-forward"},
 		row{"request on a new connection, p99", 1000 * stats.Percentile(lDoppel, 99), 1000 * stats.Percentile(lPF, 99), "ms", "kubectl port-forward"})
 
+	// The same requests on one kept connection: the round trip through
+	// the port-forward that every new connection pays on top of its own
+	// setup, for both paths.
+	kept := func(host string) string {
+		args := strings.Repeat(fmt.Sprintf(" -o /dev/null http://%s/healthz", host), *requests+1)
+		return fmt.Sprintf(`curl -s -w '%%{num_connects} %%{time_total}\n'%s`, args)
+	}
+	out, err = dexec("bash", "-c", kept(svc))
+	if err != nil {
+		return err
+	}
+	kDoppel, err := keptTimes(out)
+	if err != nil {
+		return err
+	}
+	out2, err = exec.Command("bash", "-c", kept(local)).Output()
+	if err != nil {
+		return err
+	}
+	kPF, err := keptTimes(string(out2))
+	if err != nil {
+		return err
+	}
+	rows = append(rows,
+		row{"request on a kept connection, p50", 1000 * stats.Percentile(kDoppel, 50), 1000 * stats.Percentile(kPF, 50), "ms", "kubectl port-forward"},
+		row{"new connection's cost beyond a kept one, p50", 1000 * (stats.Percentile(lDoppel, 50) - stats.Percentile(kDoppel, 50)),
+			1000 * (stats.Percentile(lPF, 50) - stats.Percentile(kPF, 50)), "ms", "kubectl port-forward"})
+
 	print(rows)
 	rss, err := agentRSS()
 	if err != nil {
@@ -289,6 +319,29 @@ func nums(s string) []float64 {
 		out = append(out, num(f))
 	}
 	return out
+}
+
+// keptTimes reads curl's "num_connects time_total" lines of transfers on
+// one connection; the first, which connected, is left out.
+func keptTimes(out string) ([]float64, error) {
+	var times []float64
+	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("unexpected curl output %q", line)
+		}
+		if i == 0 {
+			continue
+		}
+		if f[0] != "0" {
+			return nil, fmt.Errorf("curl opened a new connection for transfer %d: the connection was not kept", i+1)
+		}
+		times = append(times, num(f[1]))
+	}
+	if len(times) == 0 {
+		return nil, fmt.Errorf("no transfers on a kept connection")
+	}
+	return times, nil
 }
 
 func print(rows []row) {
