@@ -91,6 +91,11 @@ type AgentOptions struct {
 	// LogLevel is the agent's --log-level (the config's doppel.log_level);
 	// empty leaves the agent's default. A shared agent keeps its creator's.
 	LogLevel string
+	// Hello, if set, is the session's hello: a new agent is then greeted
+	// as soon as it listens, which is up to a second before the API
+	// reports its container running (the kubelet's next relist), and
+	// Connect returns that connection.
+	Hello *protocol.Hello
 }
 
 // Progress is one step of starting an agent, for people.
@@ -124,6 +129,8 @@ type Agent struct {
 	client *Client
 	opts   AgentOptions
 	step   func(string)
+	// early is the connection made while the agent started, for Connect.
+	early *protocol.Client
 }
 
 // StartAgent makes an agent available next to the target and waits until
@@ -202,7 +209,7 @@ func (c *Client) startAgent(ctx context.Context, opts AgentOptions, step func(st
 		if err == nil {
 			a := newAgent()
 			a.Job = created.Name
-			pod, err := c.waitAgent(ctx, created, image, step, timeout)
+			pod, err := c.waitAgent(ctx, a, created, image, step, timeout)
 			if err != nil {
 				// A failed start leaves nothing behind.
 				dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -253,7 +260,7 @@ func (c *Client) startAgent(ctx context.Context, opts AgentOptions, step func(st
 			continue
 		}
 		step("waiting for the agent another session is starting")
-		pod, err := c.waitAgent(ctx, existing, image, step, timeout)
+		pod, err := c.waitAgent(ctx, nil, existing, image, step, timeout) // no hello: it joins first
 		if err != nil {
 			return nil, err
 		}
@@ -394,9 +401,23 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 }
 
 // waitAgent follows the Job's pod until the agent container runs, and
-// turns every known dead end into an Error.
-func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, step func(string), timeout time.Duration) (*corev1.Pod, error) {
+// turns every known dead end into an Error. With the options' Hello it
+// also greets the agent a meanwhile (a.early) and is done when that works;
+// a is nil for an agent this session joins.
+func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, image string, step func(string), timeout time.Duration) (pod *corev1.Pod, err error) {
 	ns := job.Namespace
+	var greet *greeter
+	defer func() {
+		if greet == nil {
+			return
+		}
+		a.early = greet.stop()
+		if err != nil && a.early != nil {
+			a.early.Close()
+			a.early = nil
+		}
+	}()
+	var greeted <-chan struct{}
 	var lastEvents time.Time
 	pulling := false
 	// A watch wakes the loop as soon as the pod changes; the list below
@@ -434,6 +455,11 @@ func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, 
 			if err != nil || done {
 				return pod, err
 			}
+			if greet == nil && a != nil && a.opts.Hello != nil && pod.Spec.NodeName != "" {
+				a.Pod = pod.Name
+				greet = greetAgent(ctx, a, *a.opts.Hello)
+				greeted = greet.done
+			}
 			if readEvents && !pulling && pod.Spec.NodeName != "" {
 				lastEvents = time.Now()
 				if c.hasEvent(ctx, ns, pod.UID, "Pulling") {
@@ -451,9 +477,60 @@ func (c *Client) waitAgent(ctx context.Context, job *batchv1.Job, image string, 
 			if !ok {
 				changed = nil
 			}
+		case <-greeted:
+			if greet.client != nil {
+				return &pods[0], nil
+			}
+			greeted = nil
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// greeter says hello to a scheduled agent pod every 50 ms (500 ms after
+// the first 3 s) until the agent answers: it listens milliseconds after its container starts, while the
+// API reports the container running only after the kubelet's next relist.
+// Until then a dial fails (no sandbox yet, or nothing listening) and is
+// tried again; waitAgent meanwhile still watches for dead ends.
+type greeter struct {
+	done   chan struct{}
+	client *protocol.Client // set before done closes, if the agent answered
+	cancel context.CancelFunc
+}
+
+func greetAgent(ctx context.Context, a *Agent, hello protocol.Hello) *greeter {
+	ctx, cancel := context.WithCancel(ctx)
+	g := &greeter{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(g.done)
+		start := time.Now()
+		for {
+			if cl, err := a.hello(ctx, hello); err == nil {
+				g.client = cl
+				return
+			}
+			// Past the first seconds the image is being pulled or the
+			// node is slow: each try costs the API server and the kubelet
+			// a request, so try less often.
+			wait := 50 * time.Millisecond
+			if time.Since(start) > 3*time.Second {
+				wait = 500 * time.Millisecond
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+	return g
+}
+
+// stop ends the greeting and returns its connection, if it made one.
+func (g *greeter) stop() *protocol.Client {
+	g.cancel()
+	<-g.done
+	return g.client
 }
 
 // waiting reports whether a container of the pod waits to start.

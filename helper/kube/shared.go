@@ -200,12 +200,22 @@ func (c *Client) joinAgent(ctx context.Context, a *Agent, pod *corev1.Pod, step 
 // its listener does), and, on an agent this session joined, while the
 // agent does not know the session's token yet. If the joined agent turns
 // out to be exiting (its idle window ended just as this session joined),
-// Connect starts a new agent, which then replaces a's fields.
+// Connect starts a new agent, which then replaces a's fields. The first
+// Connect of a session whose hello StartAgent had (AgentOptions.Hello)
+// returns the connection StartAgent made.
 func (a *Agent) Connect(ctx context.Context, hello protocol.Hello) (*protocol.Client, error) {
 	listening := time.Now().Add(15 * time.Second)
 	joining := time.Now().Add(joinTimeout)
 	restarted := false
 	for {
+		if cl := a.early; cl != nil {
+			// StartAgent greeted the agent with this session's hello.
+			a.early = nil
+			if !hello.Resume {
+				return cl, nil
+			}
+			cl.Close()
+		}
 		cl, err := a.hello(ctx, hello)
 		if err == nil {
 			return cl, nil

@@ -25,6 +25,9 @@ type fakeCluster struct {
 	cs   *fake.Clientset
 	n    int
 	jobs []string // names of the Jobs created, in order
+	// agentState, when set, is the agent container's state in the pods
+	// the job controller creates (else running).
+	agentState *corev1.ContainerState
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -40,7 +43,11 @@ func newFakeCluster(t *testing.T) *fakeCluster {
 		}
 		job.UID = types.UID(fmt.Sprintf("job-uid-%d", f.n))
 		f.jobs = append(f.jobs, job.Name)
-		f.addPod(t, job, fmt.Sprintf("%s-pod%d", job.Name, f.n), corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})
+		state := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+		if f.agentState != nil {
+			state = *f.agentState
+		}
+		f.addPod(t, job, fmt.Sprintf("%s-pod%d", job.Name, f.n), state)
 		return false, nil, nil
 	})
 	return f

@@ -207,15 +207,16 @@ func startCluster(ctx, life context.Context, opts StartOptions) (_ *Reconnecting
 		}
 	}()
 	token := kc.SessionToken(target)
+	hello := protocol.Hello{SessionID: opts.ID, Token: token, Client: ClientInfo()}
 	agent, err := kc.StartAgent(ctx, kube.AgentOptions{
 		Target: target, Config: cfg.Agent, TokenHash: protocol.HashToken(token), User: who,
 		LogLevel: string(cfg.Doppel.LogLevel),
 		Progress: func(p kube.Progress) { progress(p.Step) },
+		Hello:    &hello,
 	})
 	if err != nil {
 		return nil, target, nil, err
 	}
-	hello := protocol.Hello{SessionID: opts.ID, Token: token, Client: ClientInfo()}
 	client, err := agent.Connect(ctx, hello)
 	if err != nil {
 		return nil, target, nil, fmt.Errorf("connect to the agent %s/%s: %w", agent.Namespace, agent.Pod, err)

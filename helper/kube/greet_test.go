@@ -1,0 +1,161 @@
+package kube
+
+import (
+	"context"
+	"net"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/doppel-dev/doppel/protocol"
+)
+
+// The kubelet reports a started container only at its next relist (up to
+// a second later); an agent listens milliseconds after it starts. Here
+// the API never reports the agent running, while the kubelet's own
+// port-forward server reaches a real protocol server on loopback.
+
+// fakeWithPortForward answers API requests from the fake and builds
+// port-forward URLs (CoreV1's REST client) for the port-forward server.
+type fakeWithPortForward struct {
+	*fake.Clientset
+	portForward kubernetes.Interface
+}
+
+func (c fakeWithPortForward) CoreV1() corev1client.CoreV1Interface {
+	return coreWithPortForward{c.Clientset.CoreV1(), c.portForward.CoreV1().RESTClient()}
+}
+
+type coreWithPortForward struct {
+	corev1client.CoreV1Interface
+	rest rest.Interface
+}
+
+func (c coreWithPortForward) RESTClient() rest.Interface { return c.rest }
+
+// envOnly is an agent that knows its environment and nothing else.
+type envOnly struct{ protocol.Handler }
+
+func (envOnly) Env(context.Context) ([]string, error) { return []string{"FROM_THE_POD=1"}, nil }
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// greetCluster is a fake cluster whose agent pods stay ContainerCreating,
+// in front of a port-forward server; agent, when set, serves the agent's
+// port there.
+func greetCluster(t *testing.T, agent string, state corev1.ContainerState) (*fakeCluster, *Client) {
+	t.Helper()
+	f := newFakeCluster(t)
+	f.agentState = &state
+	ports := map[int32]string{}
+	if agent != "" {
+		ports[AgentPort] = agent
+	}
+	pf := portForwardServer(t, ports, nil)
+	return f, &Client{Config: pf.Config, Clientset: fakeWithPortForward{f.cs, pf.Clientset}, Namespace: "ns", PortForward: PortForwardSPDY}
+}
+
+func TestStartAgentGreetsBeforeRunning(t *testing.T) {
+	token := protocol.NewToken()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &countingListener{Listener: ln}
+	srv := &protocol.Server{Handler: envOnly{}, TokenHashes: []protocol.TokenHash{protocol.HashToken(token)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go srv.Serve(ctx, counted)
+	creating := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	_, c := greetCluster(t, ln.Addr().String(), creating)
+
+	opts := sharedOpts(token)
+	opts.Config.StartupTimeout = 3
+	// Without the hello StartAgent waits for the API, which never says
+	// the container runs.
+	if _, err := c.StartAgent(ctx, opts); ReasonOf(err) != ReasonTimeout {
+		t.Fatalf("StartAgent without a hello = %v, want the startup timeout", err)
+	}
+
+	_, c = greetCluster(t, ln.Addr().String(), creating)
+	hello := protocol.Hello{SessionID: "greeted", Token: token}
+	opts.Hello = &hello
+	var steps []string
+	opts.Progress = func(p Progress) { steps = append(steps, p.Step) }
+	start := time.Now()
+	a, err := c.StartAgent(ctx, opts)
+	if err != nil {
+		t.Fatalf("StartAgent with the session's hello: %v (steps %q)", err, steps)
+	}
+	t.Logf("greeted after %s: %q", time.Since(start).Round(time.Millisecond), steps)
+	if !slices.Contains(steps, "agent running") {
+		t.Errorf("steps %q", steps)
+	}
+	before := counted.n.Load()
+	cl, err := a.Connect(ctx, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	env, err := cl.Env(ctx)
+	if err != nil || !slices.Contains(env, "FROM_THE_POD=1") {
+		t.Fatalf("Env through the greeting's connection = %q, %v", env, err)
+	}
+	if n := counted.n.Load(); n != before {
+		t.Errorf("Connect dialed the agent again (%d connections, %d before it)", n, before)
+	}
+}
+
+func TestStartAgentGreetingStopsAtADeadEnd(t *testing.T) {
+	// Nothing listens while the image can't be had: the greeting keeps
+	// failing, and the pod's dead end is what StartAgent reports.
+	f, c := greetCluster(t, "", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts := sharedOpts("token")
+	hello := protocol.Hello{SessionID: "s", Token: "token"}
+	opts.Hello = &hello
+	go func() {
+		// The kubelet gives up on the image a moment later.
+		time.Sleep(300 * time.Millisecond)
+		pods, err := f.cs.CoreV1().Pods("ns").List(ctx, metav1.ListOptions{})
+		if err != nil || len(pods.Items) == 0 {
+			t.Errorf("no agent pod: %v", err)
+			return
+		}
+		pod := pods.Items[0]
+		pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "no image"}}
+		if _, err := f.cs.CoreV1().Pods("ns").UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
+			t.Error(err)
+		}
+	}()
+	a, err := c.StartAgent(ctx, opts)
+	if ReasonOf(err) != ReasonImagePull {
+		t.Fatalf("StartAgent = %+v, %v; want the image pull error", a, err)
+	}
+	// The failed start left nothing behind.
+	jobs, err := f.cs.BatchV1().Jobs("ns").List(ctx, metav1.ListOptions{})
+	if err != nil || len(jobs.Items) != 0 {
+		t.Errorf("jobs left: %d, %v", len(jobs.Items), err)
+	}
+}
