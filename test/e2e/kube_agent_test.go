@@ -193,29 +193,34 @@ func TestKubeAgentImagePullFailure(t *testing.T) {
 	}
 	cfg := agentConfig(t)
 	cfg.Image = "doppel-agent:does-not-exist"
-	started := time.Now()
-	_, err = client.StartAgent(ctx, kube.AgentOptions{Target: tg, Config: cfg, TokenHash: protocol.HashToken(protocol.NewToken())})
-	took := time.Since(started)
-	if kube.ReasonOf(err) != kube.ReasonImagePull {
-		t.Fatalf("err = %v, want an image pull error", err)
-	}
-	for _, s := range []string{"doppel-agent:does-not-exist", "ErrImageNeverPull", "make image"} {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("error does not say %q: %v", s, err)
+	// With the session's hello StartAgent also greets the agent while it
+	// starts (dials that fail: nothing listens); the dead end is the same.
+	token := protocol.NewToken()
+	for _, hello := range []*protocol.Hello{nil, {SessionID: "pull", Token: token}} {
+		started := time.Now()
+		_, err = client.StartAgent(ctx, kube.AgentOptions{Target: tg, Config: cfg, TokenHash: protocol.HashToken(token), Hello: hello})
+		took := time.Since(started)
+		if kube.ReasonOf(err) != kube.ReasonImagePull {
+			t.Fatalf("err = %v, want an image pull error (hello %v)", err, hello != nil)
 		}
-	}
-	if took > 15*time.Second {
-		t.Errorf("took %s to fail", took)
-	}
-	t.Logf("failed after %s: %v", took.Round(time.Millisecond), err)
-	// Nothing is left behind.
-	framework.Eventually(t, 30*time.Second, func() error {
-		jobs, err := cluster.Client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelName + "=" + kube.AgentName})
-		if err != nil || len(jobs.Items) > 0 {
-			return fmt.Errorf("agent jobs left: %d %v", len(jobs.Items), err)
+		for _, s := range []string{"doppel-agent:does-not-exist", "ErrImageNeverPull", "make image"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("error does not say %q: %v", s, err)
+			}
 		}
-		return nil
-	})
+		if took > 15*time.Second {
+			t.Errorf("took %s to fail", took)
+		}
+		t.Logf("failed after %s (hello %v): %v", took.Round(time.Millisecond), hello != nil, err)
+		// Nothing is left behind.
+		framework.Eventually(t, 30*time.Second, func() error {
+			jobs, err := cluster.Client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelName + "=" + kube.AgentName})
+			if err != nil || len(jobs.Items) > 0 {
+				return fmt.Errorf("agent jobs left: %d %v", len(jobs.Items), err)
+			}
+			return nil
+		})
+	}
 }
 
 func TestKubeAgentPodSecurity(t *testing.T) {
