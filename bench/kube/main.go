@@ -37,7 +37,7 @@ var (
 	doppel    = flag.String("doppel", "bin/doppel", "doppel binary (make doppel)")
 	runs      = flag.Int("runs", 3, "runs of each startup measurement")
 	mib       = flag.Int("mib", 1024, "MiB per throughput run (bulk connections start after 4 MiB: a short run measures the start)")
-	requests  = flag.Int("requests", 200, "requests of the latency measurement")
+	requests  = flag.Int("requests", 1000, "requests of each latency measurement (p99 of 200 is the second-slowest: too noisy to compare)")
 	other     = flag.String("other", "", "a second doppel binary whose throughput is measured in the same rounds (A/B between builds)")
 	namespace = "doppel-bench-" + strconv.Itoa(rand.IntN(1e6))
 )
