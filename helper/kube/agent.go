@@ -491,7 +491,8 @@ func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, imag
 // the first 3 s) until the agent answers: it listens milliseconds after its container starts, while the
 // API reports the container running only after the kubelet's next relist.
 // Until then a dial fails (no sandbox yet, or nothing listening) and is
-// tried again; waitAgent meanwhile still watches for dead ends.
+// tried again, in the client's current protocol only (probePod);
+// waitAgent meanwhile still watches for dead ends.
 type greeter struct {
 	done   chan struct{}
 	client *protocol.Client // set before done closes, if the agent answered
@@ -501,11 +502,12 @@ type greeter struct {
 func greetAgent(ctx context.Context, a *Agent, hello protocol.Hello) *greeter {
 	ctx, cancel := context.WithCancel(ctx)
 	g := &greeter{done: make(chan struct{}), cancel: cancel}
+	probe := func(ctx context.Context) (net.Conn, error) { return a.client.probePod(ctx, a.Namespace, a.Pod, a.Port) }
 	go func() {
 		defer close(g.done)
 		start := time.Now()
 		for {
-			if cl, err := a.hello(ctx, hello); err == nil {
+			if cl, err := a.helloThrough(ctx, hello, probe); err == nil {
 				g.client = cl
 				return
 			}

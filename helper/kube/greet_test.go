@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"net"
+	"net/http"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -63,7 +64,7 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // greetCluster is a fake cluster whose agent pods stay ContainerCreating,
 // in front of a port-forward server; agent, when set, serves the agent's
 // port there.
-func greetCluster(t *testing.T, agent string, state corev1.ContainerState) (*fakeCluster, *Client) {
+func greetCluster(t *testing.T, agent string, state corev1.ContainerState, refuse func(http.ResponseWriter) bool) (*fakeCluster, *Client) {
 	t.Helper()
 	f := newFakeCluster(t)
 	f.agentState = &state
@@ -71,8 +72,8 @@ func greetCluster(t *testing.T, agent string, state corev1.ContainerState) (*fak
 	if agent != "" {
 		ports[AgentPort] = agent
 	}
-	pf := portForwardServer(t, ports, nil)
-	return f, &Client{Config: pf.Config, Clientset: fakeWithPortForward{f.cs, pf.Clientset}, Namespace: "ns", PortForward: PortForwardSPDY}
+	pf := portForwardServer(t, ports, refuse)
+	return f, &Client{Config: pf.Config, Clientset: fakeWithPortForward{f.cs, pf.Clientset}, Namespace: "ns"} // plain SPDY, WebSocket fallback: the default
 }
 
 func TestStartAgentGreetsBeforeRunning(t *testing.T) {
@@ -87,7 +88,7 @@ func TestStartAgentGreetsBeforeRunning(t *testing.T) {
 	defer cancel()
 	go srv.Serve(ctx, counted)
 	creating := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
-	_, c := greetCluster(t, ln.Addr().String(), creating)
+	_, c := greetCluster(t, ln.Addr().String(), creating, nil)
 
 	opts := sharedOpts(token)
 	opts.Config.StartupTimeout = 3
@@ -97,7 +98,17 @@ func TestStartAgentGreetsBeforeRunning(t *testing.T) {
 		t.Fatalf("StartAgent without a hello = %v, want the startup timeout", err)
 	}
 
-	_, c = greetCluster(t, ln.Addr().String(), creating)
+	// The kubelet answers "pod not found" (a 500, as a proxy without SPDY
+	// might) until the pod's sandbox runs: that must not move the client
+	// to WebSocket for good.
+	var refused atomic.Int32
+	_, c = greetCluster(t, ln.Addr().String(), creating, func(w http.ResponseWriter) bool {
+		if refused.Add(1) > 3 {
+			return false
+		}
+		http.Error(w, `pod not found ("doppel-agent-x_ns")`, http.StatusInternalServerError)
+		return true
+	})
 	hello := protocol.Hello{SessionID: "greeted", Token: token}
 	opts.Hello = &hello
 	var steps []string
@@ -124,12 +135,15 @@ func TestStartAgentGreetsBeforeRunning(t *testing.T) {
 	if n := counted.n.Load(); n != before {
 		t.Errorf("Connect dialed the agent again (%d connections, %d before it)", n, before)
 	}
+	if refused.Load() < 4 || c.pfWebSocket.Load() {
+		t.Errorf("after %d refusals the client's next port-forward is WebSocket: %v", refused.Load(), c.pfWebSocket.Load())
+	}
 }
 
 func TestStartAgentGreetingStopsAtADeadEnd(t *testing.T) {
 	// Nothing listens while the image can't be had: the greeting keeps
 	// failing, and the pod's dead end is what StartAgent reports.
-	f, c := greetCluster(t, "", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}})
+	f, c := greetCluster(t, "", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	opts := sharedOpts("token")

@@ -45,6 +45,18 @@ const (
 // owns its own port-forward session, so closing it ends both, and a
 // broken one is replaced by dialing again.
 func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
+	return c.dialPod(ctx, namespace, pod, port, true)
+}
+
+// probePod is DialPod that never changes protocols: a pod that is still
+// starting refuses port-forwards in ways a proxy that passes no SPDY
+// would too (the kubelet's "pod not found" is a 500), and that must not
+// move the client's later dials to WebSocket.
+func (c *Client) probePod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
+	return c.dialPod(ctx, namespace, pod, port, false)
+}
+
+func (c *Client) dialPod(ctx context.Context, namespace, pod string, port int, fallback bool) (net.Conn, error) {
 	u := c.Clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
 	remote := podAddr(fmt.Sprintf("%s/%s:%d", namespace, pod, port))
 	mode := c.PortForward
@@ -60,13 +72,13 @@ func (c *Client) DialPod(ctx context.Context, namespace, pod string, port int) (
 		if errors.As(err, &stream) {
 			return nil, err // names the pod and port already
 		}
-		if mode == PortForwardSPDY || ctx.Err() != nil || !spdyUpgradeFailed(err) {
+		if !fallback || mode == PortForwardSPDY || ctx.Err() != nil || !spdyUpgradeFailed(err) {
 			return nil, portForwardError(err, namespace, pod, port)
 		}
 		c.pfWebSocket.Store(true)
 		return c.dialWebSocket(ctx, u, namespace, pod, port, remote, false)
 	}
-	return c.dialWebSocket(ctx, u, namespace, pod, port, remote, true)
+	return c.dialWebSocket(ctx, u, namespace, pod, port, remote, fallback)
 }
 
 // dialWebSocket opens the port-forward with client-go's SPDY tunnelled in

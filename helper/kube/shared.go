@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -262,7 +263,12 @@ func (a *Agent) Connect(ctx context.Context, hello protocol.Hello) (*protocol.Cl
 
 // hello dials the agent and says hello once.
 func (a *Agent) hello(ctx context.Context, hello protocol.Hello) (*protocol.Client, error) {
-	conn, err := a.Dial(ctx)
+	return a.helloThrough(ctx, hello, a.Dial)
+}
+
+// helloThrough is hello over a connection from dial.
+func (a *Agent) helloThrough(ctx context.Context, hello protocol.Hello, dial func(context.Context) (net.Conn, error)) (*protocol.Client, error) {
+	conn, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}
