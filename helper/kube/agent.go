@@ -418,6 +418,7 @@ func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, imag
 		}
 	}()
 	var greeted <-chan struct{}
+	var greetedPod corev1.Pod // the pod the greeting dials
 	var lastEvents time.Time
 	pulling := false
 	// A watch wakes the loop as soon as the pod changes; the list below
@@ -456,7 +457,7 @@ func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, imag
 				return pod, err
 			}
 			if greet == nil && a != nil && a.opts.Hello != nil && pod.Spec.NodeName != "" {
-				a.Pod = pod.Name
+				a.Pod, greetedPod = pod.Name, *pod
 				greet = greetAgent(ctx, a, *a.opts.Hello)
 				greeted = greet.done
 			}
@@ -479,7 +480,7 @@ func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, imag
 			}
 		case <-greeted:
 			if greet.client != nil {
-				return &pods[0], nil
+				return &greetedPod, nil
 			}
 			greeted = nil
 		case <-time.After(250 * time.Millisecond):
@@ -502,12 +503,15 @@ type greeter struct {
 func greetAgent(ctx context.Context, a *Agent, hello protocol.Hello) *greeter {
 	ctx, cancel := context.WithCancel(ctx)
 	g := &greeter{done: make(chan struct{}), cancel: cancel}
-	probe := func(ctx context.Context) (net.Conn, error) { return a.client.probePod(ctx, a.Namespace, a.Pod, a.Port) }
+	// Cancelling stops a dial, never a hello under way: the agent may
+	// already hold the session, and Connect would then be told the
+	// session is in use.
+	probe := func(context.Context) (net.Conn, error) { return a.client.probePod(ctx, a.Namespace, a.Pod, a.Port) }
 	go func() {
 		defer close(g.done)
 		start := time.Now()
 		for {
-			if cl, err := a.helloThrough(ctx, hello, probe); err == nil {
+			if cl, err := a.helloThrough(context.WithoutCancel(ctx), hello, probe); err == nil {
 				g.client = cl
 				return
 			}
@@ -528,7 +532,8 @@ func greetAgent(ctx context.Context, a *Agent, hello protocol.Hello) *greeter {
 	return g
 }
 
-// stop ends the greeting and returns its connection, if it made one.
+// stop ends the greeting and returns its connection, if it made one; a
+// hello under way is finished first (within the protocol's hello timeout).
 func (g *greeter) stop() *protocol.Client {
 	g.cancel()
 	<-g.done

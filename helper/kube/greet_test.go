@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,18 +48,37 @@ type envOnly struct{ protocol.Handler }
 
 func (envOnly) Env(context.Context) ([]string, error) { return []string{"FROM_THE_POD=1"}, nil }
 
-// countingListener counts the connections it accepts.
+// countingListener counts the connections it accepts; with delay, each
+// holds its first write back that long.
 type countingListener struct {
 	net.Listener
-	n atomic.Int32
+	n     atomic.Int32
+	delay time.Duration
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	l.n.Add(1)
+	if l.delay > 0 {
+		c = &slowConn{Conn: c, delay: l.delay}
+	}
+	return c, nil
+}
+
+// serveAgent serves the protocol on loopback for token until ctx ends.
+func serveAgent(ctx context.Context, t *testing.T, token string, delay time.Duration) *countingListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &countingListener{Listener: ln, delay: delay}
+	srv := &protocol.Server{Handler: envOnly{}, TokenHashes: []protocol.TokenHash{protocol.HashToken(token)}}
+	go srv.Serve(ctx, counted)
+	return counted
 }
 
 // greetCluster is a fake cluster whose agent pods stay ContainerCreating,
@@ -78,17 +98,11 @@ func greetCluster(t *testing.T, agent string, state corev1.ContainerState, refus
 
 func TestStartAgentGreetsBeforeRunning(t *testing.T) {
 	token := protocol.NewToken()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	counted := &countingListener{Listener: ln}
-	srv := &protocol.Server{Handler: envOnly{}, TokenHashes: []protocol.TokenHash{protocol.HashToken(token)}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	go srv.Serve(ctx, counted)
+	counted := serveAgent(ctx, t, token, 0)
 	creating := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
-	_, c := greetCluster(t, ln.Addr().String(), creating, nil)
+	_, c := greetCluster(t, counted.Addr().String(), creating, nil)
 
 	opts := sharedOpts(token)
 	opts.Config.StartupTimeout = 3
@@ -102,7 +116,7 @@ func TestStartAgentGreetsBeforeRunning(t *testing.T) {
 	// might) until the pod's sandbox runs: that must not move the client
 	// to WebSocket for good.
 	var refused atomic.Int32
-	_, c = greetCluster(t, ln.Addr().String(), creating, func(w http.ResponseWriter) bool {
+	_, c = greetCluster(t, counted.Addr().String(), creating, func(w http.ResponseWriter) bool {
 		if refused.Add(1) > 3 {
 			return false
 		}
@@ -171,5 +185,63 @@ func TestStartAgentGreetingStopsAtADeadEnd(t *testing.T) {
 	jobs, err := f.cs.BatchV1().Jobs("ns").List(ctx, metav1.ListOptions{})
 	if err != nil || len(jobs.Items) != 0 {
 		t.Errorf("jobs left: %d, %v", len(jobs.Items), err)
+	}
+}
+
+// slowConn holds its first write (the agent's first answer) back.
+type slowConn struct {
+	net.Conn
+	delay time.Duration
+	once  sync.Once
+}
+
+func (c *slowConn) Write(b []byte) (int, error) {
+	c.once.Do(func() { time.Sleep(c.delay) })
+	return c.Conn.Write(b)
+}
+
+func TestStartAgentFinishesTheGreetingUnderWay(t *testing.T) {
+	// The API reports the container running while the agent is still
+	// answering the greeting: cutting the hello off would leave the agent
+	// holding the session, and Connect's own hello would be refused as a
+	// session in use. The greeting is finished and handed on instead.
+	token := protocol.NewToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	counted := serveAgent(ctx, t, token, 500*time.Millisecond)
+	f, c := greetCluster(t, counted.Addr().String(), corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}, nil)
+	go func() {
+		for counted.n.Load() == 0 && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		pods, err := f.cs.CoreV1().Pods("ns").List(ctx, metav1.ListOptions{})
+		if err != nil || len(pods.Items) == 0 {
+			t.Errorf("no agent pod: %v", err)
+			return
+		}
+		pod := pods.Items[0]
+		pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+		if _, err := f.cs.CoreV1().Pods("ns").UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
+			t.Error(err)
+		}
+	}()
+	opts := sharedOpts(token)
+	hello := protocol.Hello{SessionID: "under-way", Token: token}
+	opts.Hello = &hello
+	a, err := c.StartAgent(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := a.Connect(ctx, hello)
+	if err != nil {
+		t.Fatalf("Connect after a greeting under way: %v", err)
+	}
+	defer cl.Close()
+	if _, err := cl.Env(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := counted.n.Load(); n != 1 {
+		t.Errorf("the agent was dialed %d times, want once (the greeting)", n)
 	}
 }

@@ -212,7 +212,7 @@ func (a *Agent) Connect(ctx context.Context, hello protocol.Hello) (*protocol.Cl
 		if cl := a.early; cl != nil {
 			// StartAgent greeted the agent with this session's hello.
 			a.early = nil
-			if !hello.Resume {
+			if h := a.opts.Hello; !hello.Resume && h != nil && h.SessionID == hello.SessionID && h.Token == hello.Token {
 				return cl, nil
 			}
 			cl.Close()

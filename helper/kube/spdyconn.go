@@ -181,10 +181,16 @@ func (t *upgradeTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
+	// A cancelled context ends the wait too (a deadline alone would not).
+	stop := context.AfterFunc(req.Context(), func() { conn.SetDeadline(aLongTimeAgo) })
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
+		stop()
 		conn.Close()
+		if cerr := req.Context().Err(); cerr != nil {
+			return nil, cerr
+		}
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -195,6 +201,10 @@ func (t *upgradeTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
 		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+	}
+	if !stop() {
+		conn.Close() // cancelled meanwhile: its deadline may be in the past
+		return nil, req.Context().Err()
 	}
 	conn.SetDeadline(time.Time{})
 	t.conn = conn

@@ -214,3 +214,20 @@ func TestSPDYConnEndWithoutFIN(t *testing.T) {
 		})
 	}
 }
+
+// A cancelled dial stops waiting for the upgrade's answer at once, not at
+// the upgrade's own deadline (the early greeting cancels dials under way).
+func TestSPDYUpgradeCancelled(t *testing.T) {
+	release := make(chan struct{})
+	c := portForwardServer(t, nil, func(http.ResponseWriter) bool { <-release; return true })
+	defer close(release)
+	c.PortForward = PortForwardSPDY
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := c.DialPod(ctx, "ns", "pod", 7000)
+	if took := time.Since(start); err == nil || took > 5*time.Second {
+		t.Fatalf("DialPod cancelled after 200ms returned %v after %s", err, took.Round(time.Millisecond))
+	}
+}
