@@ -96,6 +96,21 @@ func greetCluster(t *testing.T, agent string, state corev1.ContainerState, refus
 	return f, &Client{Config: pf.Config, Clientset: fakeWithPortForward{f.cs, pf.Clientset}, Namespace: "ns"} // plain SPDY, WebSocket fallback: the default
 }
 
+// setAgentState sets the agent container's state in the agent pod, as
+// the kubelet reports it (from a test's goroutine: errors are t.Error).
+func (f *fakeCluster) setAgentState(ctx context.Context, t *testing.T, state corev1.ContainerState) {
+	pods, err := f.cs.CoreV1().Pods("ns").List(ctx, metav1.ListOptions{})
+	if err != nil || len(pods.Items) == 0 {
+		t.Errorf("no agent pod: %v", err)
+		return
+	}
+	pod := pods.Items[0]
+	pod.Status.ContainerStatuses[0].State = state
+	if _, err := f.cs.CoreV1().Pods("ns").UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestStartAgentGreetsBeforeRunning(t *testing.T) {
 	token := protocol.NewToken()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -166,16 +181,7 @@ func TestStartAgentGreetingStopsAtADeadEnd(t *testing.T) {
 	go func() {
 		// The kubelet gives up on the image a moment later.
 		time.Sleep(300 * time.Millisecond)
-		pods, err := f.cs.CoreV1().Pods("ns").List(ctx, metav1.ListOptions{})
-		if err != nil || len(pods.Items) == 0 {
-			t.Errorf("no agent pod: %v", err)
-			return
-		}
-		pod := pods.Items[0]
-		pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "no image"}}
-		if _, err := f.cs.CoreV1().Pods("ns").UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
-			t.Error(err)
-		}
+		f.setAgentState(ctx, t, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "no image"}})
 	}()
 	a, err := c.StartAgent(ctx, opts)
 	if ReasonOf(err) != ReasonImagePull {
@@ -215,16 +221,7 @@ func TestStartAgentFinishesTheGreetingUnderWay(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		time.Sleep(100 * time.Millisecond)
-		pods, err := f.cs.CoreV1().Pods("ns").List(ctx, metav1.ListOptions{})
-		if err != nil || len(pods.Items) == 0 {
-			t.Errorf("no agent pod: %v", err)
-			return
-		}
-		pod := pods.Items[0]
-		pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
-		if _, err := f.cs.CoreV1().Pods("ns").UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
-			t.Error(err)
-		}
+		f.setAgentState(ctx, t, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})
 	}()
 	opts := sharedOpts(token)
 	hello := protocol.Hello{SessionID: "under-way", Token: token}
