@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -31,6 +32,15 @@ const (
 )
 
 func serve(args []string) int {
+	if os.Getenv("GOMAXPROCS") == "" {
+		// One P: the agent relays, and a relay's latency is wake-ups.
+		// With an idle P, each goroutine it readies (a stream accepted,
+		// a dial's socket ready, a frame to write) wakes another thread,
+		// often on another CPU, where one P runs it next on this one
+		// (docs/agent.md, "Scheduling"). GOMAXPROCS in the environment
+		// overrides.
+		runtime.GOMAXPROCS(1)
+	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	pid := fs.Int("target-pid", 0, "PID of the target container's process (as the agent sees it)")
 	containerID := fs.String("target-container-id", "", "ID of the target container (RUNTIME://ID from the pod status); the agent finds its PID under /proc (needs hostPID)")
