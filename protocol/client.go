@@ -437,7 +437,7 @@ func (c *Client) DialTCP(ctx context.Context, address string) (net.Conn, error) 
 // *RemoteError with the pod's errno (DialFailed tells it apart). This
 // saves a round trip to the agent on every new connection.
 func (c *Client) DialTCPEarly(ctx context.Context, address string) (net.Conn, error) {
-	hdr := &StreamHeader{Kind: StreamDial, Network: "tcp", Address: address}
+	hdr := &StreamHeader{Kind: StreamDial, Network: "tcp", Address: address, Early: true}
 	st, err := c.openStream(ctx, hdr, nil)
 	if err != nil {
 		return nil, err

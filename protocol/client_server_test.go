@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/doppel-dev/doppel/internal/testnet"
+	"github.com/hashicorp/yamux"
 )
 
 // fakePod is an in-memory Handler: a few files, an environment, and dials
@@ -786,6 +787,50 @@ func TestAgentShutdownEndsClient(t *testing.T) {
 	}
 	if !errors.Is(c.Err(), ErrConnectionLost) {
 		t.Errorf("Err = %v", c.Err())
+	}
+}
+
+// An early dial's reply waits for the pod's first bytes and goes with
+// them; a waiting dial's comes at once.
+func TestEarlyDialReplyGoesWithThePodsBytes(t *testing.T) {
+	speak := make(chan struct{})
+	addr := echoServer(t, func(c net.Conn) {
+		<-speak
+		io.WriteString(c, "hello from the pod")
+		c.Close()
+	})
+	a := startAgent(t, nil)
+	c := a.client(t)
+	for _, early := range []bool{false, true} {
+		st, err := c.mux.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeMessage(st, &StreamHeader{Kind: StreamDial, Network: "tcp", Address: addr, Early: early}, MaxHeaderSize); err != nil {
+			t.Fatal(err)
+		}
+		st.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		var reply DialReply
+		err = readMessage(st, &reply, MaxHeaderSize)
+		if early {
+			if !errors.Is(err, yamux.ErrTimeout) {
+				t.Fatalf("early dial: the reply came before the pod's bytes (%v, %+v)", err, reply)
+			}
+			speak <- struct{}{}
+			st.SetReadDeadline(time.Now().Add(10 * time.Second))
+			err = readMessage(st, &reply, MaxHeaderSize)
+		} else {
+			speak <- struct{}{}
+		}
+		if err != nil || reply.Error != nil || reply.Remote != addr {
+			t.Fatalf("early %v: reply %+v, %v", early, reply, err)
+		}
+		st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rest, err := io.ReadAll(st)
+		if err != nil || string(rest) != "hello from the pod" {
+			t.Fatalf("early %v: after the reply %q, %v", early, rest, err)
+		}
+		st.Close()
 	}
 }
 

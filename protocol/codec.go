@@ -36,18 +36,27 @@ var (
 // JSON text. The frame goes out in a single Write so that concurrent writers
 // serialized by a mutex never interleave partial frames.
 func writeMessage(w io.Writer, v any, limit int) error {
+	frame, err := encodeFrame(v, limit)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(frame)
+	return err
+}
+
+// encodeFrame is writeMessage's frame, for a caller that writes it later.
+func encodeFrame(v any, limit int) ([]byte, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("protocol: encoding %T: %w", v, err)
+		return nil, fmt.Errorf("protocol: encoding %T: %w", v, err)
 	}
 	if len(body) > limit {
-		return fmt.Errorf("%w: %T is %d bytes, limit %d", ErrMessageTooLarge, v, len(body), limit)
+		return nil, fmt.Errorf("%w: %T is %d bytes, limit %d", ErrMessageTooLarge, v, len(body), limit)
 	}
 	frame := make([]byte, frameHeaderSize+len(body))
 	binary.BigEndian.PutUint32(frame, uint32(len(body)))
 	copy(frame[frameHeaderSize:], body)
-	_, err = w.Write(frame)
-	return err
+	return frame, nil
 }
 
 // readFrame reads one frame's body. It allocates at most limit bytes

@@ -164,6 +164,9 @@ type StreamHeader struct {
 	Network   string `json:"network,omitempty"`
 	Address   string `json:"address,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+	// Early (dial tcp): the helper writes without waiting for the reply,
+	// which the agent may then send with the pod's first bytes.
+	Early bool `json:"early,omitempty"`
 	// open: Path is absolute in the target's root.
 	Path string `json:"path,omitempty"`
 }

@@ -479,9 +479,17 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 		return
 	}
 	// The helper's first bytes (an early dial's request) go to the pod
-	// while the reply is on its way; the pod's bytes follow the reply.
-	rf := &replyFirst{Stream: ds.st, sent: make(chan error, 1)}
-	go func() { rf.sent <- writeMessage(ds.st, reply, MaxHeaderSize) }()
+	// while the reply is on its way, or held back: the pod's bytes follow
+	// the reply.
+	rf := &replyFirst{Stream: ds.st}
+	if hdr.Early {
+		if rf.held, err = encodeFrame(reply, MaxHeaderSize); err != nil {
+			return
+		}
+	} else {
+		rf.sent = make(chan error, 1)
+		go func() { rf.sent <- writeMessage(ds.st, reply, MaxHeaderSize) }()
+	}
 	relay := newTCPRelay(rf, conn, ds.onAbort)
 	id := ds.st.StreamID()
 	ds.conn.mu.Lock()
@@ -494,29 +502,64 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 }
 
 // replyFirst is a dial's stream whose writes wait until the dial's reply
-// has been sent.
+// has been sent. An early dial's helper waits for nothing, so its reply is
+// held and goes out with the pod's first bytes, in one write: a reply of
+// its own would cross the port-forward's processes (containerd, kubelet,
+// API server) while the helper's request is still on its way in through
+// them, and they share the node's CPUs (docs/agent.md, "Early dials").
 type replyFirst struct {
 	*yamux.Stream
-	sent chan error
+	sent chan error // a waiting dial's reply, sent on its own
 	once sync.Once
 	err  error
+
+	mu   sync.Mutex
+	held []byte // an early dial's reply frame, until the first write
 }
 
+// maxCoalesced bounds the pod bytes that share the held reply's write.
+const maxCoalesced = 32 << 10
+
 func (r *replyFirst) wait() error {
-	r.once.Do(func() { r.err = <-r.sent })
+	if r.sent != nil {
+		r.once.Do(func() { r.err = <-r.sent })
+	}
 	return r.err
+}
+
+func (r *replyFirst) takeHeld() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.held
+	r.held = nil
+	return b
 }
 
 func (r *replyFirst) Write(p []byte) (int, error) {
 	if err := r.wait(); err != nil {
 		return 0, err
 	}
-	return r.Stream.Write(p)
+	b := r.takeHeld()
+	if b == nil {
+		return r.Stream.Write(p)
+	}
+	k := min(len(p), maxCoalesced)
+	n, err := r.Stream.Write(append(b, p[:k]...))
+	n = max(n-len(b), 0)
+	if err != nil || k == len(p) {
+		return n, err
+	}
+	m, err := r.Stream.Write(p[k:])
+	return n + m, err
 }
 
 // Close (the stream's half-close) must not overtake the reply either.
 func (r *replyFirst) Close() error {
-	r.wait()
+	if r.wait() == nil {
+		if b := r.takeHeld(); b != nil {
+			r.Stream.Write(b)
+		}
+	}
 	return r.Stream.Close()
 }
 
