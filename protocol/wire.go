@@ -13,6 +13,7 @@ const (
 	muxTypeData         = 0
 	muxTypeWindowUpdate = 1
 	muxFlagSYN          = 1
+	muxFlagACK          = 2
 )
 
 // Deferred frames (see wire.Defer) wait at most deferDelay, and go out at
@@ -26,6 +27,9 @@ const (
 	// synHold bounds how long a new stream's SYN waits for the frame that
 	// follows it.
 	synHold = time.Millisecond
+	// ackHold bounds how long an accepted stream's ACK waits for the
+	// stream's first answer.
+	ackHold = 2 * time.Millisecond
 )
 
 // wire is the connection yamux writes through. It sends a data frame's
@@ -49,6 +53,13 @@ const (
 // follows at once, so the two cross the port-forward as one frame: the
 // agent then reads the header when it accepts the stream, instead of a
 // relay's wake-up later.
+//
+// On both sides, an accepted stream's ACK (a window update yamux sends
+// alone on accept) waits up to ackHold for what follows, typically the
+// stream's first answer: for a dial, the reply and the pod's first bytes,
+// which then cross the port-forward as one frame instead of two, the
+// first of them while the helper's request is still on its way in
+// through the same processes (docs/agent.md, "Early dials").
 // Nothing on the wire changes.
 type wire struct {
 	net.Conn
@@ -65,7 +76,8 @@ type wire struct {
 	deferred map[uint32]bool // stream ids
 	held     []byte          // deferred frames, in order
 	timer    *time.Timer
-	err      error // a deferred flush's failure, for the next write
+	due      time.Time // when timer fires
+	err      error     // a deferred flush's failure, for the next write
 }
 
 // VectorWriter is a connection that sends several buffers as one message
@@ -119,9 +131,7 @@ func (w *wire) Write(p []byte) (int, error) {
 			if len(w.held) >= deferMax {
 				return len(p), w.flushLocked()
 			}
-			if w.timer == nil {
-				w.timer = time.AfterFunc(deferDelay, w.flushDeferred)
-			}
+			w.holdFor(deferDelay)
 			return len(p), nil
 		}
 		if err := w.send(w.hdr[:], p); err != nil {
@@ -134,14 +144,20 @@ func (w *wire) Write(p []byte) (int, error) {
 		w.pending = true
 		return len(p), nil
 	}
-	if w.holdSYN && len(p) == muxHeaderSize && p[1] == muxTypeWindowUpdate && binary.BigEndian.Uint16(p[2:4])&muxFlagSYN != 0 {
-		w.held = append(w.held, p...)
-		if w.timer == nil {
-			w.timer = time.AfterFunc(synHold, w.flushDeferred)
-		} else {
-			w.timer.Reset(synHold) // sooner than a deferred frame's wait: harmless
+	if len(p) == muxHeaderSize && p[1] == muxTypeWindowUpdate {
+		flags := binary.BigEndian.Uint16(p[2:4])
+		var hold time.Duration
+		switch {
+		case w.holdSYN && flags&muxFlagSYN != 0:
+			hold = synHold
+		case flags&muxFlagACK != 0:
+			hold = ackHold
 		}
-		return len(p), nil
+		if hold > 0 {
+			w.held = append(w.held, p...)
+			w.holdFor(hold)
+			return len(p), nil
+		}
 	}
 	if err := w.send(p); err != nil {
 		return 0, err
@@ -177,6 +193,21 @@ func (w *wire) send(bufs ...[]byte) error {
 		w.buf = nil // an unusually large frame: don't keep its buffer
 	}
 	return err
+}
+
+// holdFor makes what is held go out within d at the latest: sooner than
+// a wait already set, never later.
+func (w *wire) holdFor(d time.Duration) {
+	due := time.Now().Add(d)
+	switch {
+	case w.timer == nil:
+		w.timer = time.AfterFunc(d, w.flushDeferred)
+	case due.Before(w.due):
+		w.timer.Reset(d)
+	default:
+		return
+	}
+	w.due = due
 }
 
 func (w *wire) clearHeld() {

@@ -223,3 +223,37 @@ func TestWireHoldsSYN(t *testing.T) {
 		t.Fatal("the agent's side held a SYN")
 	}
 }
+
+// TestWireHoldsACK: on both sides an accepted stream's ACK goes out with
+// the frame that follows it (the stream's first answer), or alone after
+// ackHold.
+func TestWireHoldsACK(t *testing.T) {
+	ack := frameHeader(muxTypeWindowUpdate, 4, 16<<20)
+	binary.BigEndian.PutUint16(ack[2:4], muxFlagACK)
+	body := []byte("reply and the pod's first bytes")
+	for _, helperSide := range []bool{false, true} {
+		w := &writesConn{}
+		c := newWire(w, nil, helperSide)
+		c.Write(ack)
+		if len(w.got()) != 0 {
+			t.Fatalf("helper side %v: the ACK went out alone", helperSide)
+		}
+		c.Write(frameHeader(muxTypeData, 4, uint32(len(body))))
+		c.Write(body)
+		want := append(append(append([]byte(nil), ack...), frameHeader(muxTypeData, 4, uint32(len(body)))...), body...)
+		if got := w.got(); len(got) != 1 || !bytes.Equal(got[0], want) {
+			t.Fatalf("helper side %v: writes %q, want one: %q", helperSide, got, want)
+		}
+		start := time.Now()
+		c.Write(ack)
+		for len(w.got()) < 2 && time.Since(start) < time.Second {
+			time.Sleep(100 * time.Microsecond)
+		}
+		if got := w.got(); len(got) != 2 || !bytes.Equal(got[1], ack) {
+			t.Fatalf("helper side %v: a lone ACK: writes %q", helperSide, got)
+		}
+		if waited := time.Since(start); waited < ackHold {
+			t.Errorf("helper side %v: a lone ACK went out after %v, before ackHold", helperSide, waited)
+		}
+	}
+}
