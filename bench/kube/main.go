@@ -38,6 +38,7 @@ var (
 	runs      = flag.Int("runs", 3, "runs of each startup measurement")
 	mib       = flag.Int("mib", 1024, "MiB per throughput run (bulk connections start after 4 MiB: a short run measures the start)")
 	requests  = flag.Int("requests", 1000, "requests of each latency measurement (p99 of 200 is the second-slowest: too noisy to compare)")
+	rounds    = flag.Int("rounds", 5, "rounds each latency measurement is split into, doppel and kubectl port-forward alternating (the VM's speed drifts within minutes)")
 	other     = flag.String("other", "", "a second doppel binary whose throughput is measured in the same rounds (A/B between builds)")
 	namespace = "doppel-bench-" + strconv.Itoa(rand.IntN(1e6))
 )
@@ -205,47 +206,53 @@ spec:
 			row{"throughput, this build vs " + *other, stats.Median(stats.Ratios(tDoppel, tOther)), 1, "x", "per round"})
 	}
 
+	// Latency: the requests are split into rounds, doppel's and kubectl
+	// port-forward's alternating, so that both sides see the same drift of
+	// the machine's speed.
+	per := max(*requests / *rounds, 1)
 	loop := func(host string) string {
-		return fmt.Sprintf(`for i in $(seq %d); do curl -s -o /dev/null -w '%%{time_total}\n' http://%s/healthz; done`, *requests, host)
+		return fmt.Sprintf(`for i in $(seq %d); do curl -s -o /dev/null -w '%%{time_total}\n' http://%s/healthz; done`, per, host)
 	}
-	out, err := dexec("bash", "-c", loop(svc))
-	if err != nil {
-		return err
-	}
-	lDoppel := nums(out)
-	out2, err := exec.Command("bash", "-c", loop(local)).Output()
-	if err != nil {
-		return err
-	}
-	lPF := nums(string(out2))
-	rows = append(rows,
-		row{"request on a new connection, p50", 1000 * stats.Percentile(lDoppel, 50), 1000 * stats.Percentile(lPF, 50), "ms", "kubectl port-forward"},
-		row{"request on a new connection, p99", 1000 * stats.Percentile(lDoppel, 99), 1000 * stats.Percentile(lPF, 99), "ms", "kubectl port-forward"})
-
 	// The same requests on one kept connection: the round trip through
 	// the port-forward that every new connection pays on top of its own
 	// setup, for both paths.
 	kept := func(host string) string {
-		args := strings.Repeat(fmt.Sprintf(" -o /dev/null http://%s/healthz", host), *requests+1)
+		args := strings.Repeat(fmt.Sprintf(" -o /dev/null http://%s/healthz", host), per+1)
 		return fmt.Sprintf(`curl -s -w '%%{num_connects} %%{time_total}\n'%s`, args)
 	}
-	out, err = dexec("bash", "-c", kept(svc))
-	if err != nil {
-		return err
-	}
-	kDoppel, err := keptTimes(out)
-	if err != nil {
-		return err
-	}
-	out2, err = exec.Command("bash", "-c", kept(local)).Output()
-	if err != nil {
-		return err
-	}
-	kPF, err := keptTimes(string(out2))
-	if err != nil {
-		return err
+	var lDoppel, lPF, kDoppel, kPF []float64
+	for range *rounds {
+		out, err := dexec("bash", "-c", loop(svc))
+		if err != nil {
+			return err
+		}
+		lDoppel = append(lDoppel, nums(out)...)
+		out2, err := exec.Command("bash", "-c", loop(local)).Output()
+		if err != nil {
+			return err
+		}
+		lPF = append(lPF, nums(string(out2))...)
+		out, err = dexec("bash", "-c", kept(svc))
+		if err != nil {
+			return err
+		}
+		k, err := keptTimes(out)
+		if err != nil {
+			return err
+		}
+		kDoppel = append(kDoppel, k...)
+		out2, err = exec.Command("bash", "-c", kept(local)).Output()
+		if err != nil {
+			return err
+		}
+		if k, err = keptTimes(string(out2)); err != nil {
+			return err
+		}
+		kPF = append(kPF, k...)
 	}
 	rows = append(rows,
+		row{"request on a new connection, p50", 1000 * stats.Percentile(lDoppel, 50), 1000 * stats.Percentile(lPF, 50), "ms", "kubectl port-forward"},
+		row{"request on a new connection, p99", 1000 * stats.Percentile(lDoppel, 99), 1000 * stats.Percentile(lPF, 99), "ms", "kubectl port-forward"},
 		row{"request on a kept connection, p50", 1000 * stats.Percentile(kDoppel, 50), 1000 * stats.Percentile(kPF, 50), "ms", "kubectl port-forward"},
 		row{"new connection's cost beyond a kept one, p50", 1000 * (stats.Percentile(lDoppel, 50) - stats.Percentile(kDoppel, 50)),
 			1000 * (stats.Percentile(lPF, 50) - stats.Percentile(kPF, 50)), "ms", "kubectl port-forward"})
