@@ -220,35 +220,34 @@ spec:
 		args := strings.Repeat(fmt.Sprintf(" -o /dev/null http://%s/healthz", host), per+1)
 		return fmt.Sprintf(`curl -s -w '%%{num_connects} %%{time_total}\n'%s`, args)
 	}
+	// both runs cmd's requests through doppel, then through kubectl
+	// port-forward.
+	both := func(cmd func(host string) string) (viaDoppel, viaPF string, err error) {
+		if viaDoppel, err = dexec("bash", "-c", cmd(svc)); err != nil {
+			return "", "", err
+		}
+		out, err := exec.Command("bash", "-c", cmd(local)).Output()
+		return viaDoppel, string(out), err
+	}
 	var lDoppel, lPF, kDoppel, kPF []float64
 	for range *rounds {
-		out, err := dexec("bash", "-c", loop(svc))
+		d, pf, err := both(loop)
 		if err != nil {
 			return err
 		}
-		lDoppel = append(lDoppel, nums(out)...)
-		out2, err := exec.Command("bash", "-c", loop(local)).Output()
+		lDoppel, lPF = append(lDoppel, nums(d)...), append(lPF, nums(pf)...)
+		if d, pf, err = both(kept); err != nil {
+			return err
+		}
+		kd, err := keptTimes(d)
 		if err != nil {
 			return err
 		}
-		lPF = append(lPF, nums(string(out2))...)
-		out, err = dexec("bash", "-c", kept(svc))
+		kp, err := keptTimes(pf)
 		if err != nil {
 			return err
 		}
-		k, err := keptTimes(out)
-		if err != nil {
-			return err
-		}
-		kDoppel = append(kDoppel, k...)
-		out2, err = exec.Command("bash", "-c", kept(local)).Output()
-		if err != nil {
-			return err
-		}
-		if k, err = keptTimes(string(out2)); err != nil {
-			return err
-		}
-		kPF = append(kPF, k...)
+		kDoppel, kPF = append(kDoppel, kd...), append(kPF, kp...)
 	}
 	rows = append(rows,
 		row{"request on a new connection, p50", 1000 * stats.Percentile(lDoppel, 50), 1000 * stats.Percentile(lPF, 50), "ms", "kubectl port-forward"},
