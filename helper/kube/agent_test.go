@@ -81,6 +81,19 @@ func TestAgentJob(t *testing.T) {
 		t.Errorf("exclusive agent: name %q volumes %v args %v", job.Name, job.Spec.Template.Spec.Volumes, job.Spec.Template.Spec.Containers[0].Args)
 	}
 
+	// Both modes keep the agent's sysmon out of its deep sleep (agentEnv).
+	godebug := func(env []corev1.EnvVar) string {
+		for _, e := range env {
+			if e.Name == "GODEBUG" {
+				return e.Value
+			}
+		}
+		return ""
+	}
+	if g, ge := godebug(job.Spec.Template.Spec.Containers[0].Env), godebug(EphemeralContainer(AgentOptions{Target: target, Config: cfg, TokenHash: hash}, "x", 1).Env); g != agentSchedTrace || ge != agentSchedTrace {
+		t.Errorf("agent GODEBUG: job %q, ephemeral %q; want %q", g, ge, agentSchedTrace)
+	}
+
 	job, _ = AgentJob(AgentOptions{Target: target, Config: cfg, TokenHash: hash, LogLevel: "debug"})
 	if args := strings.Join(job.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--log-level debug") {
 		t.Errorf("doppel.log_level not passed to the agent: %s", args)

@@ -67,6 +67,7 @@ func EphemeralContainer(opts AgentOptions, name string, port int) corev1.Ephemer
 			Image:                    image,
 			ImagePullPolicy:          corev1.PullPolicy(cfg.ImagePullPolicy),
 			Args:                     args,
+			Env:                      agentEnv(),
 			SecurityContext:          sc,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		},
