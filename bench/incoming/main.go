@@ -206,23 +206,32 @@ func stealRows(url, remote string, rows []row) ([]row, error) {
 func unmatchedRows(url, remote string, rows []row) ([]row, error) {
 	filtered := `{mode: steal, http_filter: {header_filter: "^x-bench-user: nobody$"}}`
 	dur := seconds.String()
+	c0 := sampleCPU()
 	without, err := loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
 	if err != nil {
 		return rows, err
 	}
+	c1 := sampleCPU()
 	var unmatched loadResult
+	var c2, c3 cpuSample
 	if err := withSession(filtered, "steal (filtered)", func() error {
+		c2 = sampleCPU()
 		unmatched, err = loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
+		c3 = sampleCPU()
 		return err
 	}, nil); err != nil {
 		return rows, err
 	}
+	nodeWithout, _ := perRequest(c0, c1, without.OK)
+	nodeWith, agentWith := perRequest(c2, c3, unmatched.OK)
+	fmt.Printf("filtered steal, unmatched: %s (no doppel: %.0f µs)\n", fmtCPU(nodeWith, agentWith), nodeWithout)
 	return append(rows,
 		row{fmt.Sprintf("filtered steal, unmatched: latency p50 (%d conns)", *conc), unmatched.P50ms, without.P50ms, "ms",
 			fmt.Sprintf("≤ +0.2 ms %s", mark(unmatched.P50ms-without.P50ms <= 0.2))},
 		row{"filtered steal, unmatched: latency p99", unmatched.P99ms, without.P99ms, "ms", "—"},
 		row{"filtered steal, unmatched: throughput", unmatched.RPS, without.RPS, "req/s",
-			fmt.Sprintf("≥ 90 %% %s", mark(unmatched.RPS >= 0.9*without.RPS))}), nil
+			fmt.Sprintf("≥ 90 %% %s", mark(unmatched.RPS >= 0.9*without.RPS))},
+		row{"filtered steal, unmatched: node CPU per request", nodeWith, nodeWithout, "µs", "— (CPU-bound here)"}), nil
 }
 
 // mirrorRows: every request copied to the local process; the remote
