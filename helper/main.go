@@ -19,6 +19,8 @@ func main() {
 	// In the hidden launcher mode this installs the layer and execs the
 	// command; otherwise it returns at once.
 	launcher.Main()
+	// Before anything else runs: this may execute doppel again.
+	keepSysmonAwake()
 	// The pause's lease guardian is this binary too (docs/pause.md).
 	session.MaybeRunLeaseGuardian()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
