@@ -221,22 +221,29 @@ spec:
 		return fmt.Sprintf(`curl -s -w '%%{num_connects} %%{time_total}\n'%s`, args)
 	}
 	// both runs cmd's requests through doppel, then through kubectl
-	// port-forward.
-	both := func(cmd func(host string) string) (viaDoppel, viaPF string, err error) {
+	// port-forward; agent, if not nil, adds what the agent spent on the
+	// requests through doppel.
+	both := func(cmd func(host string) string, agent *agentSample) (viaDoppel, viaPF string, err error) {
+		before, serr := sampleAgent()
 		if viaDoppel, err = dexec("bash", "-c", cmd(svc)); err != nil {
 			return "", "", err
+		}
+		if after, aerr := sampleAgent(); agent != nil && serr == nil && aerr == nil {
+			agent.cpu += after.cpu - before.cpu
+			agent.switches += after.switches - before.switches
 		}
 		out, err := exec.Command("bash", "-c", cmd(local)).Output()
 		return viaDoppel, string(out), err
 	}
 	var lDoppel, lPF, kDoppel, kPF []float64
+	var agent agentSample // over the new-connection requests
 	for range *rounds {
-		d, pf, err := both(loop)
+		d, pf, err := both(loop, &agent)
 		if err != nil {
 			return err
 		}
 		lDoppel, lPF = append(lDoppel, nums(d)...), append(lPF, nums(pf)...)
-		if d, pf, err = both(kept); err != nil {
+		if d, pf, err = both(kept, nil); err != nil {
 			return err
 		}
 		kd, err := keptTimes(d)
@@ -257,6 +264,9 @@ spec:
 			1000 * (stats.Percentile(lPF, 50) - stats.Percentile(kPF, 50)), "ms", "kubectl port-forward"})
 
 	print(rows)
+	if n := float64(len(lDoppel)); n > 0 && agent.cpu > 0 {
+		fmt.Printf("agent per new connection: %.0f µs of CPU, %.1f context switches\n", agent.cpu*1e6/n, agent.switches/n)
+	}
 	rss, err := agentRSS()
 	if err != nil {
 		fmt.Println("agent idle RSS: ", err)
@@ -283,6 +293,50 @@ func waitNoAgent() error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("the agent did not go away")
+}
+
+// agentSample is the agent process's CPU time (s) and context switches
+// (all its threads) so far.
+type agentSample struct{ cpu, switches float64 }
+
+func sampleAgent() (agentSample, error) {
+	dir, err := agentProc()
+	if err != nil {
+		return agentSample{}, err
+	}
+	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return agentSample{}, err
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // utime f[11], stime f[12], in USER_HZ (100)
+	if len(f) < 13 {
+		return agentSample{}, fmt.Errorf("%s/stat: %q", dir, s)
+	}
+	var sample agentSample
+	sample.cpu = (num(f[11]) + num(f[12])) / 100
+	tasks, _ := filepath.Glob(filepath.Join(dir, "task", "*", "status"))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, m := range regexp.MustCompile(`(?m)^(?:non)?voluntary_ctxt_switches:\s+(\d+)`).FindAllSubmatch(b, -1) {
+			sample.switches += num(string(m[1]))
+		}
+	}
+	return sample, nil
+}
+
+// agentProc is /proc/PID of the agent process on this node.
+func agentProc() (string, error) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte("doppel-agent\x00serve")) {
+			return filepath.Dir(p), nil
+		}
+	}
+	return "", fmt.Errorf("no agent process found on this node")
 }
 
 // agentRSS reads the resident memory of the agent process on this node.
