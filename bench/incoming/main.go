@@ -239,15 +239,20 @@ func unmatchedRows(url, remote string, rows []row) ([]row, error) {
 func mirrorRows(url, remote string, rows []row, notes []string) ([]row, []string, error) {
 	rate, mdur := strconv.Itoa(*mirrorRate), mirrorFor.String()
 	mirrorArgs := []string{"-rate", rate, "-duration", mdur, "-c", strconv.Itoa(*mirrorConns), "-H", benchHeader + ": 1"}
+	c0 := sampleCPU()
 	without, err := loadFrom(url, remote, mirrorArgs...)
 	if err != nil {
 		return rows, notes, err
 	}
+	c1 := sampleCPU()
 	var mirrored loadResult
 	var copies int64
 	var drops []string
+	var c2, c3 cpuSample
 	if err := withSession("mirror", "mirror", func() error {
+		c2 = sampleCPU()
 		mirrored, err = loadFrom(url, remote, mirrorArgs...)
+		c3 = sampleCPU()
 		return err
 	}, func(count int64, stderr string) {
 		copies = count
@@ -268,6 +273,9 @@ func mirrorRows(url, remote string, rows []row, notes []string) ([]row, []string
 		row{"mirror: remote latency p50", mirrored.P50ms, without.P50ms, "ms", "—"},
 		row{"mirror: requests answered per second", mirrored.RPS, without.RPS, "req/s", "—"})
 	notes = append(notes, fmt.Sprintf("mirror: %d requests answered by the pod, %d copies reached the local process", mirrored.OK, copies))
+	nodeWithout, _ := perRequest(c0, c1, without.OK)
+	nodeWith, agentWith := perRequest(c2, c3, mirrored.OK)
+	notes = append(notes, fmt.Sprintf("mirror: %s, the local process and doppel's helper included (no doppel: %.0f µs)", fmtCPU(nodeWith, agentWith), nodeWithout))
 	notes = append(notes, drops...)
 
 	// The two 60 s phases above are a minute apart, and the VM's other
