@@ -37,9 +37,15 @@ const (
 	envSysmon = "DOPPEL_SYSMON_GODEBUG"
 )
 
-// keepSysmonAwake executes doppel again with sysmonSchedTrace unless it is
-// that execution (then it restores the user's GODEBUG for the children)
-// or the machine has been up too long. A failed exec changes nothing.
+// relaying names the subcommands that carry a session's traffic; the
+// others (and the lease guardian, mostly idle) end soon or wait, and an
+// awake sysmon would only cost them its 10 ms wake-ups.
+var relaying = map[string]bool{"exec": true, "ide": true, "wrap": true}
+
+// keepSysmonAwake executes doppel again with sysmonSchedTrace for a
+// relaying subcommand, unless it is that execution (then it restores the
+// user's GODEBUG for the children) or the machine has been up too long. A
+// failed exec changes nothing.
 func keepSysmonAwake() {
 	if v, ok := os.LookupEnv(envSysmon); ok {
 		os.Unsetenv(envSysmon)
@@ -50,7 +56,7 @@ func keepSysmonAwake() {
 		}
 		return
 	}
-	if os.Getenv("DOPPEL_SYSMON") == "off" || uptime() >= sysmonMaxUptime {
+	if !relaying[subcommand(os.Args[1:])] || os.Getenv("DOPPEL_SYSMON") == "off" || uptime() >= sysmonMaxUptime {
 		return
 	}
 	exe, err := os.Executable()
@@ -73,6 +79,20 @@ func keepSysmonAwake() {
 	}
 	env = append(env, "GODEBUG="+godebug, envSysmon+"="+marker)
 	syscall.Exec(exe, os.Args, env)
+}
+
+// subcommand is the first of args that names a relaying subcommand, before
+// a "--" (the root's flags may come first), or "".
+func subcommand(args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if relaying[a] {
+			return a
+		}
+	}
+	return ""
 }
 
 // uptime is the monotonic clock, the runtime's clock for schedtrace.

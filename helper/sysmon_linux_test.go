@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -25,6 +26,22 @@ func TestKeepSysmonAwakeRestoresGODEBUG(t *testing.T) {
 		}
 		if _, ok := os.LookupEnv(envSysmon); ok {
 			t.Errorf("marker %q: %s left in the environment", tc.marker, envSysmon)
+		}
+	}
+}
+
+func TestSubcommandRelaying(t *testing.T) {
+	for args, want := range map[string]string{
+		"exec -- curl":                "exec",
+		"--context kind exec -- curl": "exec",
+		"ide":                         "ide",
+		"wrap -- dlv exec ./x":        "wrap",
+		"version":                     "",
+		"ls -A":                       "",
+		"cleanup -- exec":             "",
+	} {
+		if got := subcommand(strings.Fields(args)); got != want {
+			t.Errorf("subcommand(%q) = %q, want %q", args, got, want)
 		}
 	}
 }
