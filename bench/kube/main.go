@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/doppel-dev/doppel/bench/internal/cluster"
+	"github.com/doppel-dev/doppel/bench/internal/procfs"
 	"github.com/doppel-dev/doppel/internal/stats"
 )
 
@@ -300,63 +301,21 @@ func waitNoAgent() error {
 type agentSample struct{ cpu, switches float64 }
 
 func sampleAgent() (agentSample, error) {
-	dir, err := agentProc()
+	dir, err := procfs.Agent()
 	if err != nil {
 		return agentSample{}, err
 	}
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
-	if err != nil {
-		return agentSample{}, err
-	}
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // utime f[11], stime f[12], in USER_HZ (100)
-	if len(f) < 13 {
-		return agentSample{}, fmt.Errorf("%s/stat: %q", dir, s)
-	}
-	var sample agentSample
-	sample.cpu = (num(f[11]) + num(f[12])) / 100
-	tasks, _ := filepath.Glob(filepath.Join(dir, "task", "*", "status"))
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, m := range regexp.MustCompile(`(?m)^(?:non)?voluntary_ctxt_switches:\s+(\d+)`).FindAllSubmatch(b, -1) {
-			sample.switches += num(string(m[1]))
-		}
-	}
-	return sample, nil
-}
-
-// agentProc is /proc/PID of the agent process on this node.
-func agentProc() (string, error) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte("doppel-agent\x00serve")) {
-			return filepath.Dir(p), nil
-		}
-	}
-	return "", fmt.Errorf("no agent process found on this node")
+	cpu, err := procfs.CPU(dir)
+	return agentSample{cpu: cpu, switches: procfs.Switches(dir)}, err
 }
 
 // agentRSS reads the resident memory of the agent process on this node.
 func agentRSS() (float64, error) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte("doppel-agent\x00serve")) {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
-		if err != nil {
-			continue
-		}
-		if m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status); m != nil {
-			kb, _ := strconv.Atoi(string(m[1]))
-			return float64(kb) / 1024, nil
-		}
+	dir, err := procfs.Agent()
+	if err != nil {
+		return 0, err
 	}
-	return 0, fmt.Errorf("no agent process found on this node")
+	return procfs.RSS(dir)
 }
 
 func imageSize() (float64, error) {
