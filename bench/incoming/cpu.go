@@ -25,15 +25,23 @@ func sampleCPU() cpuSample {
 	return s
 }
 
-// perRequest is the CPU the samples' interval cost per request, in µs.
-func perRequest(before, after cpuSample, requests int64) (node, agent float64) {
-	if requests <= 0 {
-		return 0, 0
-	}
-	n := float64(requests)
-	return (after.node - before.node) * 1e6 / n, (after.agent - before.agent) * 1e6 / n
+// cpuCost is what a load cost per request, in µs: the node's CPU, and
+// the agents' share of it.
+type cpuCost struct{ node, agent float64 }
+
+func (c cpuCost) String() string {
+	return fmt.Sprintf("%.0f µs of the node's CPU per request, %.0f of them the agent's", c.node, c.agent)
 }
 
-func fmtCPU(node, agent float64) string {
-	return fmt.Sprintf("%.0f µs of the node's CPU per request, %.0f of them the agent's", node, agent)
+// withCPU runs load and returns its result with the CPU it cost per
+// request it got answered.
+func withCPU(load func() (loadResult, error)) (loadResult, cpuCost, error) {
+	before := sampleCPU()
+	res, err := load()
+	after := sampleCPU()
+	if err != nil || res.OK <= 0 {
+		return res, cpuCost{}, err
+	}
+	n := float64(res.OK)
+	return res, cpuCost{node: (after.node - before.node) * 1e6 / n, agent: (after.agent - before.agent) * 1e6 / n}, nil
 }

@@ -206,32 +206,29 @@ func stealRows(url, remote string, rows []row) ([]row, error) {
 func unmatchedRows(url, remote string, rows []row) ([]row, error) {
 	filtered := `{mode: steal, http_filter: {header_filter: "^x-bench-user: nobody$"}}`
 	dur := seconds.String()
-	c0 := sampleCPU()
-	without, err := loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
+	load := func() (loadResult, error) {
+		return loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
+	}
+	without, costWithout, err := withCPU(load)
 	if err != nil {
 		return rows, err
 	}
-	c1 := sampleCPU()
 	var unmatched loadResult
-	var c2, c3 cpuSample
-	if err := withSession(filtered, "steal (filtered)", func() error {
-		c2 = sampleCPU()
-		unmatched, err = loadFrom(url, remote, "-duration", dur, "-c", strconv.Itoa(*conc))
-		c3 = sampleCPU()
+	var cost cpuCost
+	if err := withSession(filtered, "steal (filtered)", func() (err error) {
+		unmatched, cost, err = withCPU(load)
 		return err
 	}, nil); err != nil {
 		return rows, err
 	}
-	nodeWithout, _ := perRequest(c0, c1, without.OK)
-	nodeWith, agentWith := perRequest(c2, c3, unmatched.OK)
-	fmt.Printf("filtered steal, unmatched: %s (no doppel: %.0f µs)\n", fmtCPU(nodeWith, agentWith), nodeWithout)
+	fmt.Printf("filtered steal, unmatched: %s (no doppel: %.0f µs)\n", cost, costWithout.node)
 	return append(rows,
 		row{fmt.Sprintf("filtered steal, unmatched: latency p50 (%d conns)", *conc), unmatched.P50ms, without.P50ms, "ms",
 			fmt.Sprintf("≤ +0.2 ms %s", mark(unmatched.P50ms-without.P50ms <= 0.2))},
 		row{"filtered steal, unmatched: latency p99", unmatched.P99ms, without.P99ms, "ms", "—"},
 		row{"filtered steal, unmatched: throughput", unmatched.RPS, without.RPS, "req/s",
 			fmt.Sprintf("≥ 90 %% %s", mark(unmatched.RPS >= 0.9*without.RPS))},
-		row{"filtered steal, unmatched: node CPU per request", nodeWith, nodeWithout, "µs", "— (CPU-bound here)"}), nil
+		row{"filtered steal, unmatched: node CPU per request", cost.node, costWithout.node, "µs", "— (CPU-bound here)"}), nil
 }
 
 // mirrorRows: every request copied to the local process; the remote
@@ -239,20 +236,17 @@ func unmatchedRows(url, remote string, rows []row) ([]row, error) {
 func mirrorRows(url, remote string, rows []row, notes []string) ([]row, []string, error) {
 	rate, mdur := strconv.Itoa(*mirrorRate), mirrorFor.String()
 	mirrorArgs := []string{"-rate", rate, "-duration", mdur, "-c", strconv.Itoa(*mirrorConns), "-H", benchHeader + ": 1"}
-	c0 := sampleCPU()
-	without, err := loadFrom(url, remote, mirrorArgs...)
+	load := func() (loadResult, error) { return loadFrom(url, remote, mirrorArgs...) }
+	without, costWithout, err := withCPU(load)
 	if err != nil {
 		return rows, notes, err
 	}
-	c1 := sampleCPU()
 	var mirrored loadResult
+	var cost cpuCost
 	var copies int64
 	var drops []string
-	var c2, c3 cpuSample
-	if err := withSession("mirror", "mirror", func() error {
-		c2 = sampleCPU()
-		mirrored, err = loadFrom(url, remote, mirrorArgs...)
-		c3 = sampleCPU()
+	if err := withSession("mirror", "mirror", func() (err error) {
+		mirrored, cost, err = withCPU(load)
 		return err
 	}, func(count int64, stderr string) {
 		copies = count
@@ -273,9 +267,7 @@ func mirrorRows(url, remote string, rows []row, notes []string) ([]row, []string
 		row{"mirror: remote latency p50", mirrored.P50ms, without.P50ms, "ms", "—"},
 		row{"mirror: requests answered per second", mirrored.RPS, without.RPS, "req/s", "—"})
 	notes = append(notes, fmt.Sprintf("mirror: %d requests answered by the pod, %d copies reached the local process", mirrored.OK, copies))
-	nodeWithout, _ := perRequest(c0, c1, without.OK)
-	nodeWith, agentWith := perRequest(c2, c3, mirrored.OK)
-	notes = append(notes, fmt.Sprintf("mirror: %s, the local process and doppel's helper included (no doppel: %.0f µs)", fmtCPU(nodeWith, agentWith), nodeWithout))
+	notes = append(notes, fmt.Sprintf("mirror: %s, the local process and doppel's helper included (no doppel: %.0f µs)", cost, costWithout.node))
 	notes = append(notes, drops...)
 
 	// The two 60 s phases above are a minute apart, and the VM's other
