@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -117,7 +118,11 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 		host.Executable = p
 	}
 	fatal := make(chan session.Notice, 1)
-	run, err := session.Start(ctx, session.StartOptions{
+	// ^C (or a TERM or HUP) while the session starts cancels the start,
+	// which undoes what it did so far (a scale-down, a copy pod), instead
+	// of killing doppel halfway; the launcher forwards signals after.
+	startCtx, interrupted := startInterruptible(ctx)
+	run, err := session.Start(startCtx, session.StartOptions{
 		Config: cfg, Kube: f.kube.options(cfg), AgentAddress: f.agentAddress, AgentToken: f.agentToken,
 		Log: deps.Logger, Host: host, OnListen: onListen,
 		Progress: func(step string) { fmt.Fprintf(errOut, "doppel: %s\n", step) },
@@ -141,6 +146,13 @@ func runExec(ctx context.Context, deps Deps, f execFlags, args []string) error {
 				}
 			}
 		}})
+	if sig := interrupted(); sig != nil {
+		if err == nil {
+			run.Close()
+		}
+		fmt.Fprintf(errOut, "doppel: %v while starting: stopped, and what the start changed in the cluster is undone\n", sig)
+		return ExitError{Code: 128 + int(sig.(syscall.Signal))}
+	}
 	if err != nil {
 		return err
 	}
@@ -212,4 +224,30 @@ func lookPath(name string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: command not found", name)
+}
+
+// startInterruptible returns a context that SIGINT, SIGTERM or SIGHUP
+// cancel, and a function that stops watching for them and returns the
+// signal that came, if one did. Without a signal the context is never
+// cancelled: what the start made may keep it.
+func startInterruptible(ctx context.Context) (context.Context, func() os.Signal) {
+	ctx, cancel := context.WithCancel(ctx)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var got os.Signal
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case got = <-sigs:
+			cancel()
+		case <-stop:
+		}
+	}()
+	return ctx, func() os.Signal {
+		signal.Stop(sigs)
+		close(stop)
+		<-done
+		return got
+	}
 }

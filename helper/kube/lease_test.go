@@ -118,3 +118,35 @@ func TestCopyPodHoldsTheTargetContainer(t *testing.T) {
 		t.Errorf("init containers %+v", p.Spec.InitContainers)
 	}
 }
+
+func TestCopyPodDeadEnd(t *testing.T) {
+	waiting := func(reason string) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "c", Image: "img", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		status corev1.PodStatus
+		want   string // ReasonOf the error, "" for none
+	}{
+		{"pending", corev1.PodStatus{Phase: corev1.PodPending}, ""},
+		{"init container pulling", corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{waiting("PodInitializing")}}, ""},
+		{"agent image missing", corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{waiting("ErrImageNeverPull")}}, ReasonImagePull},
+		{"init container failed", corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{{Name: "doppel-install",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1}}}}}, ReasonAgentFailed},
+		{"init container done", corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{{Name: "doppel-install",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}}}}, ""},
+		{"workload image missing", corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("ImagePullBackOff")}}, ReasonImagePull},
+		{"workload config broken", corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("CreateContainerConfigError")}}, ReasonNotReady},
+		{"unschedulable", corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+			Reason: corev1.PodReasonUnschedulable, Message: "0/1 nodes are available"}}}, ReasonUnschedulable},
+		{"failed", corev1.PodStatus{Phase: corev1.PodFailed}, ReasonNotReady},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "queue-doppel-copy-x", Namespace: "ns"}, Status: tc.status}
+			err := copyPodDeadEnd(p)
+			if got := ReasonOf(err); got != tc.want || (tc.want == "") != (err == nil) {
+				t.Errorf("copyPodDeadEnd: %v (reason %q), want reason %q", err, got, tc.want)
+			}
+		})
+	}
+}

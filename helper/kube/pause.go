@@ -2,10 +2,12 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -33,8 +35,9 @@ const (
 // the last holder of each lease does).
 type Hold struct {
 	Session string
-	Refs    []ObjectRef
 
+	mu     sync.Mutex
+	refs   []ObjectRef // SetRefs changes them while the renewals run
 	client *Client
 	stop   chan struct{}
 	done   chan struct{}
@@ -57,7 +60,7 @@ func (c *Client) acquire(ctx context.Context, r ObjectRef, session string, init 
 
 // KeepRenewed renews the holds every LeaseRenew until Release.
 func (c *Client) KeepRenewed(session string, refs []ObjectRef, onErr func(error)) *Hold {
-	h := &Hold{Session: session, Refs: refs, client: c, stop: make(chan struct{}), done: make(chan struct{})}
+	h := &Hold{Session: session, refs: refs, client: c, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
 		t := time.NewTicker(LeaseRenew)
@@ -68,7 +71,7 @@ func (c *Client) KeepRenewed(session string, refs []ObjectRef, onErr func(error)
 				return
 			case <-t.C:
 			}
-			for _, r := range h.Refs {
+			for _, r := range h.Refs() {
 				ctx, cancel := context.WithTimeout(context.Background(), LeaseRenew)
 				_, err := c.UpdateLease(ctx, r, func(l *Lease) (*Lease, error) {
 					if l == nil {
@@ -87,6 +90,20 @@ func (c *Client) KeepRenewed(session string, refs []ObjectRef, onErr func(error)
 	return h
 }
 
+// Refs are the objects held.
+func (h *Hold) Refs() []ObjectRef {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refs
+}
+
+// SetRefs changes the objects held (a freeze lease joins a copy's).
+func (h *Hold) SetRefs(refs []ObjectRef) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.refs = refs
+}
+
 // Release stops renewing and lets go of every lease, undoing what the
 // last holder of each undoes: the replicas come back, copy pods go.
 func (h *Hold) Release(ctx context.Context) error {
@@ -96,7 +113,7 @@ func (h *Hold) Release(ctx context.Context) error {
 		close(h.stop)
 	}
 	<-h.done
-	return h.client.ReleaseHolds(ctx, h.Session, h.Refs)
+	return h.client.ReleaseHolds(ctx, h.Session, h.Refs())
 }
 
 // ReleaseHolds lets session go of the leases of refs, in reverse order
@@ -402,6 +419,15 @@ func (c *Client) StartCopy(ctx context.Context, o CopyOptions) (*Target, []Objec
 		if err != nil {
 			return fail(err)
 		}
+		// Created with the session's lease on it: a helper killed before
+		// the lease's own write would leave a copy nothing ever removes.
+		l := &Lease{Kind: LeaseCopy}
+		l.Hold(o.Session, time.Now(), LeaseDuration)
+		v, err := json.Marshal(l)
+		if err != nil {
+			return fail(err)
+		}
+		p.Annotations[AnnotationLease] = string(v)
 		step("creating the copy pod of " + kind + "/" + o.Path.Name)
 		created, err := c.Clientset.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
 		if err != nil {
@@ -433,13 +459,15 @@ func (c *Client) StartCopy(ctx context.Context, o CopyOptions) (*Target, []Objec
 		}
 	}
 	step("waiting for the copy pod " + pod.Name)
+	timeout := o.Agent.StartupTimeoutDuration()
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
 	for {
 		p, err := c.Clientset.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return fail(explain(err, "get", "pods", ns))
-		}
-		if p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil {
-			return fail(errorf(ReasonNotReady, nil, "the copy pod %s/%s failed: %s %s", ns, p.Name, p.Status.Reason, p.Status.Message))
 		}
 		if p.Status.Phase == corev1.PodRunning {
 			path := o.Path
@@ -448,12 +476,12 @@ func (c *Client) StartCopy(ctx context.Context, o CopyOptions) (*Target, []Objec
 				return t, refs, nil
 			}
 		}
-		for _, st := range p.Status.ContainerStatuses {
-			if w := st.State.Waiting; w != nil {
-				if err := waitingError(w, p.Spec.NodeName, st.Image); err != nil {
-					return fail(err)
-				}
-			}
+		if err := copyPodDeadEnd(p); err != nil {
+			return fail(err)
+		}
+		if time.Now().After(deadline) {
+			return fail(errorf(ReasonTimeout, nil, "the copy pod %s/%s did not start within %s (phase %s); raise agent.startup_timeout if its image is slow to pull",
+				ns, p.Name, timeout, p.Status.Phase))
 		}
 		select {
 		case <-ctx.Done():
@@ -461,6 +489,44 @@ func (c *Client) StartCopy(ctx context.Context, o CopyOptions) (*Target, []Objec
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// copyPodDeadEnd is why a copy pod will never run, nil while it may: it
+// failed or is being deleted, can't be scheduled, or one of its containers
+// (doppel's init container with the agent image, or the workload's own)
+// can't be created.
+func copyPodDeadEnd(p *corev1.Pod) error {
+	if p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil {
+		return errorf(ReasonNotReady, nil, "the copy pod %s/%s failed: %s %s", p.Namespace, p.Name, p.Status.Reason, p.Status.Message)
+	}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
+			return errorf(ReasonUnschedulable, nil, "the copy pod %s/%s cannot be scheduled: %s", p.Namespace, p.Name, cond.Message)
+		}
+	}
+	for _, st := range p.Status.InitContainerStatuses {
+		if w := st.State.Waiting; w != nil {
+			if err := waitingError(w, p.Spec.NodeName, st.Image); err != nil {
+				return err
+			}
+		}
+		if t := st.State.Terminated; t != nil && t.ExitCode != 0 {
+			return errorf(ReasonAgentFailed, nil, "the copy pod %s/%s: init container %s exited (%s, code %d): %s",
+				p.Namespace, p.Name, st.Name, t.Reason, t.ExitCode, strings.TrimSpace(t.Message))
+		}
+	}
+	for _, st := range p.Status.ContainerStatuses {
+		if w := st.State.Waiting; w != nil {
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
+				return errorf(ReasonImagePull, nil, "node %s cannot get the image %s of the copy pod %s/%s (%s: %s)",
+					p.Spec.NodeName, st.Image, p.Namespace, p.Name, w.Reason, w.Message)
+			case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+				return errorf(ReasonNotReady, nil, "the copy pod %s/%s: container %s cannot start (%s): %s", p.Namespace, p.Name, st.Name, w.Reason, w.Message)
+			}
+		}
+	}
+	return nil
 }
 
 // copyPod builds the copy of a pod template: the same spec, its own

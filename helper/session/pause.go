@@ -105,7 +105,7 @@ func (p *Pause) AfterConnect(ctx context.Context, cfg *config.Config, target *ku
 			return err
 		}
 	} else {
-		p.hold.Refs = p.refs
+		p.hold.SetRefs(p.refs)
 		p.guardian.update(p.refs)
 	}
 	p.remote = remote
@@ -123,7 +123,7 @@ func (p *Pause) start(kopts kube.Options) error {
 	if p.hold == nil {
 		p.hold = p.client.KeepRenewed(p.session, p.refs, func(err error) { p.progress(fmt.Sprintf("warning: renewing the pause lease: %v", err)) })
 	} else {
-		p.hold.Refs = p.refs
+		p.hold.SetRefs(p.refs)
 	}
 	g, err := startLeaseGuardian(leaseJob{Kube: kopts, Session: p.session, Refs: p.refs})
 	if err != nil {

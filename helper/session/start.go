@@ -173,7 +173,7 @@ func ConnectAgent(ctx context.Context, address, token, id string) (*protocol.Cli
 // startCluster resolves the config's target, starts (or joins) its agent
 // and connects to it through a port-forward; the returned Remote
 // reconnects by itself after a drop until life ends.
-func startCluster(ctx, life context.Context, opts StartOptions) (_ *Reconnecting, _ *kube.Target, pause *Pause, err error) {
+func startCluster(ctx, life context.Context, opts StartOptions) (_ *Reconnecting, _ *kube.Target, _ *Pause, err error) {
 	cfg, progress := opts.Config, opts.Progress
 	if cfg.Target.Path.IsZero() {
 		return nil, nil, nil, &config.Error{KeyPath: "target", Code: config.CodeValue,
@@ -198,6 +198,9 @@ func startCluster(ctx, life context.Context, opts StartOptions) (_ *Reconnecting
 		opts.Log.Warn("cannot tell who I am to the cluster", "err", err)
 	}
 	// Pause (docs/pause.md): stale leases end; a copy may replace the target.
+	// pause is not a named result: the error returns below give nil for
+	// it, and the deferred End must still see the one that began.
+	var pause *Pause
 	if target, pause, err = PrepareTarget(ctx, kc, cfg, target, opts.ID, who, opts.Kube, progress); err != nil {
 		return nil, nil, nil, err
 	}

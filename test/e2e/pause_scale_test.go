@@ -4,12 +4,16 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -96,6 +100,109 @@ func TestPauseScaleDownKilled(t *testing.T) {
 			t.Logf("SIGKILL of the %s: replicas restored, copy gone and consuming %s later (%s after the check began)",
 				what, time.Since(killed).Round(time.Millisecond), took.Round(time.Millisecond))
 		})
+	}
+}
+
+// A start that fails after the scale-down gives the workload back before
+// doppel exits, not later through the lease guardian: the copy pod's
+// agent image can't be had, or the copy runs and the agent pod can't be
+// scheduled.
+func TestPauseScaleDownStartFails(t *testing.T) {
+	q := newQueueEnv(t, "pause-scale-fail")
+	for _, tc := range []struct{ name, agent, want string }{
+		{"copy pod", "  image: doppel-agent:no-such-tag\n  image_pull_policy: Never\n", "cannot get the agent image"},
+		{"agent pod", fmt.Sprintf("  image: %s\n  image_pull_policy: Never\n  resources: {requests: {cpu: \"64\"}}\n", agentImage(t)), "cannot be scheduled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { scaleDownStartFails(t, q, tc.agent, tc.want) })
+	}
+}
+
+func scaleDownStartFails(t *testing.T, q *queueEnv, agent, want string) {
+	cfg := fmt.Sprintf("target:\n  path: deployment/queue\n  namespace: %s\nagent:\n", q.ns) + agent + scaleDown
+	p := startDoppel(t, configDir(t, cfg), nil, "exec", "--", "true")
+	if err := p.wait(t, 2*time.Minute); err == nil {
+		t.Fatalf("doppel exec succeeded:\n%s", p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "scaling deployment/queue to 0 (from 1)") || !strings.Contains(p.stderr.String(), want) {
+		t.Fatalf("want a failure after the scale-down, saying %q:\n%s", want, p.stderr.String())
+	}
+	// At once: the session ended its lease on its way out.
+	if n := q.replicas(t); n != 1 {
+		t.Errorf("queue has %d replicas right after the failed start:\n%s", n, p.stderr.String())
+	}
+	pods, err := cluster.Client.CoreV1().Pods(q.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "doppel.dev/copy-of"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pod := range pods.Items {
+		if pod.DeletionTimestamp == nil {
+			t.Errorf("copy pod %s is left after the failed start", pod.Name)
+		}
+	}
+	q.restored(t, time.Minute)
+}
+
+// ^C while the copy pod starts (here it never can: its ConfigMap went away
+// after the workload's own pod started) stops the start and gives the
+// workload back before doppel exits.
+func TestPauseScaleDownInterrupted(t *testing.T) {
+	ns := cluster.Namespace(t, "pause-scale-int")
+	ctx := framework.Context(t, 3*time.Minute)
+	cs := cluster.Client
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"},
+		Data: map[string]string{"mode": "staging"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := toolboxTemplate("slow", "sleep")
+	tmpl.Spec.Volumes = []corev1.Volume{{Name: "settings", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}}
+	tmpl.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "settings", MountPath: "/settings"}}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "slow"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "slow"}},
+			Template: tmpl},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	readyPodOf(t, ctx, ns, "app=slow")
+	if err := cs.CoreV1().ConfigMaps(ns).Delete(ctx, "settings", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := startDoppel(t, configDir(t, execConfig(t, ns, "deployment/slow")+scaleDown), nil, "exec", "--", "true")
+	framework.Eventually(t, time.Minute, func() error {
+		if !strings.Contains(p.stderr.String(), "waiting for the copy pod") {
+			return fmt.Errorf("doppel is not waiting for the copy pod yet:\n%s", p.stderr.String())
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the copy pod stays ContainerCreating: no dead end doppel could see
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := p.wait(t, time.Minute)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Errorf("doppel exec after SIGINT: %v, want exit status 130\n%s", err, p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "interrupt while starting") {
+		t.Errorf("doppel did not say it stopped the start:\n%s", p.stderr.String())
+	}
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "slow", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 1 {
+		t.Errorf("slow has %d replicas right after the interrupted start:\n%s", *d.Spec.Replicas, p.stderr.String())
+	}
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "doppel.dev/copy-of"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pod := range pods.Items {
+		if pod.DeletionTimestamp == nil {
+			t.Errorf("copy pod %s is left after the interrupted start", pod.Name)
+		}
 	}
 }
 
