@@ -53,13 +53,18 @@ func runCleanup(ctx context.Context, deps Deps, f cleanupFlags) error {
 		return err
 	}
 	opts := f.kube.options(cfg)
-	// Agents live in agent.namespace when it is set.
-	if f.kube.namespace == "" && cfg != nil && cfg.Agent.Namespace != "" {
-		opts.Namespace = cfg.Agent.Namespace
-	}
-	client, err := kube.New(opts)
+	// Pause leases sit on the targets, in the target's namespace.
+	targets, err := kube.New(opts)
 	if err != nil {
 		return err
+	}
+	// Agents live in agent.namespace when it is set.
+	client := targets
+	if f.kube.namespace == "" && cfg != nil && cfg.Agent.Namespace != "" {
+		opts.Namespace = cfg.Agent.Namespace
+		if client, err = kube.New(opts); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -72,11 +77,11 @@ func runCleanup(ctx context.Context, deps Deps, f cleanupFlags) error {
 	removed, err := client.Cleanup(ctx, co)
 	// Stale pause leases (docs/pause.md): thaw, restore, delete copies.
 	kube.ThawConfig = &cfg.Agent
-	leaseNS := client.Namespace
+	leaseNS := targets.Namespace
 	if f.allNamespaces {
 		leaseNS = ""
 	}
-	fixed, lerr := client.ReconcileStale(ctx, leaseNS)
+	fixed, lerr := targets.ReconcileStale(ctx, leaseNS)
 	removed = append(removed, fixed...)
 	err = errors.Join(err, lerr)
 	if f.output == "json" {

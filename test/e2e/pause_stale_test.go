@@ -51,20 +51,25 @@ func freezerState(t *testing.T, containerID string) string {
 // namespace, and thawed.
 func TestPauseStaleLease(t *testing.T) {
 	q := newQueueEnv(t, "pause-stale")
+	// Agents kept in a namespace of their own: the leases are still on
+	// the targets, in theirs.
+	agents := "  namespace: " + cluster.Namespace(t, "pause-stale-agents") + "\n"
 	for _, finder := range []struct {
-		name string
-		args []string
+		name  string
+		args  []string
+		agent string // more of the config's agent section
 	}{
-		{"doppel cleanup", []string{"cleanup", "-n", q.ns}},
-		{"a later doppel run", []string{"exec", "--", "true"}},
+		{"doppel cleanup", []string{"cleanup", "-n", q.ns}, ""},
+		{"doppel cleanup with agent.namespace", []string{"cleanup"}, agents},
+		{"a later doppel run", []string{"exec", "--", "true"}, ""},
 	} {
-		t.Run(finder.name, func(t *testing.T) { staleFreeze(t, q, finder.args) })
+		t.Run(finder.name, func(t *testing.T) { staleFreeze(t, q, finder.args, finder.agent) })
 	}
 }
 
 // staleFreeze freezes the queue's container as a crashed session leaves
 // it, then runs doppel with args, which must thaw it.
-func staleFreeze(t *testing.T, q *queueEnv, args []string) {
+func staleFreeze(t *testing.T, q *queueEnv, args []string, agent string) {
 	ctx := framework.Context(t, 3*time.Minute)
 	podName := readyPodOf(t, ctx, q.ns, "app=queue")
 	pod, err := cluster.Client.CoreV1().Pods(q.ns).Get(ctx, podName, metav1.GetOptions{})
@@ -86,7 +91,7 @@ func staleFreeze(t *testing.T, q *queueEnv, args []string) {
 		t.Fatal(err)
 	}
 
-	p := startDoppel(t, configDir(t, execConfig(t, q.ns, "deployment/queue")), nil, args...)
+	p := startDoppel(t, configDir(t, execConfig(t, q.ns, "deployment/queue")+agent), nil, args...)
 	if err := p.wait(t, 2*time.Minute); err != nil {
 		t.Fatalf("doppel %v: %v\n%s%s", args, err, p.stdout.String(), p.stderr.String())
 	}
