@@ -103,6 +103,13 @@ func (r *Reconnecting) redial(ctx context.Context, cause error) error {
 		cancel()
 		if err == nil {
 			r.mu.Lock()
+			if r.closed {
+				// Closed while this redial ran: the new connection would
+				// keep the agent (and the session's subscriptions) alive.
+				r.mu.Unlock()
+				c.Close()
+				return protocol.ErrClosed
+			}
 			r.client = c
 			serve := r.incoming
 			r.mu.Unlock()
@@ -115,13 +122,18 @@ func (r *Reconnecting) redial(ctx context.Context, cause error) error {
 			}
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil || errors.Is(err, protocol.ErrUnauthorized) {
-			if ctx.Err() == nil {
-				r.mu.Lock()
-				r.ended = fmt.Errorf("the session with the agent ended: %w", err)
-				r.mu.Unlock()
-			}
-			if r.OnState != nil {
+		if ctx.Err() != nil {
+			// Only this caller stopped waiting (a DNS answer's timeout, a
+			// closing run): the session has not ended, and the next
+			// caller, or Watch, redials.
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) || errors.Is(err, protocol.ErrUnauthorized) {
+			r.mu.Lock()
+			r.ended = fmt.Errorf("the session with the agent ended: %w", err)
+			closed := r.closed
+			r.mu.Unlock()
+			if r.OnState != nil && !closed {
 				r.OnState("ended", err)
 			}
 			return err
