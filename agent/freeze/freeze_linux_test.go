@@ -211,6 +211,31 @@ func TestManagerCountsHolders(t *testing.T) {
 	}
 }
 
+// A last holder's thaw that fails leaves the target frozen, and says so;
+// Close thaws it then.
+func TestManagerThawFailureIsNotForgotten(t *testing.T) {
+	dir := t.TempDir()
+	fakeV2(t, dir)
+	m := newManager(func() (*Freezer, error) { return &Freezer{Dir: dir, V2: true}, nil }, nil)
+	knob := filepath.Join(dir, "cgroup.freeze")
+	if _, err := m.Hold(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the file was: the write of the thaw fails.
+	os.Remove(knob)
+	if err := os.Mkdir(knob, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := m.Release("a"); err == nil || !st.Frozen {
+		t.Errorf("release with a failing thaw: %+v %v, want an error and still frozen", st, err)
+	}
+	os.Remove(knob)
+	write(t, knob, "1\n")
+	if err := m.Close(); err != nil || read(t, knob) != "0" {
+		t.Errorf("Close after the failed thaw: %v, cgroup.freeze %s", err, read(t, knob))
+	}
+}
+
 // The guardian thaws when the agent's pipe closes without a goodbye (as
 // when the agent dies), and goes quietly after a goodbye.
 func TestGuardian(t *testing.T) {

@@ -33,6 +33,7 @@ type Manager struct {
 	mu       sync.Mutex
 	freezer  *Freezer
 	holders  map[string]time.Time
+	frozen   bool // until a thaw succeeds: the last holder's may fail
 	frozenAt time.Time
 	guard    *guardian.Process
 }
@@ -95,6 +96,7 @@ func (m *Manager) Hold(ctx context.Context, session string) (Status, error) {
 		return Status{}, err
 	}
 	m.holders[session] = time.Now()
+	m.frozen = true
 	m.frozenAt = time.Now()
 	m.log.Info("froze the target", "cgroup", m.freezer.Dir, "v2", m.freezer.V2, "session", session)
 	return m.status(), nil
@@ -114,9 +116,12 @@ func (m *Manager) Release(session string) (Status, error) {
 	}
 	err := m.freezer.Thaw()
 	if err == nil {
+		m.frozen = false
 		m.log.Info("thawed the target: its last pausing session ended", "session", session, "frozen_for", time.Since(m.frozenAt).Round(time.Millisecond))
 		m.stopGuardian()
 	}
+	// On an error the target stays frozen with nobody holding it: Close,
+	// and the guardian after it, thaw it still.
 	return m.status(), err
 }
 
@@ -137,9 +142,10 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var err error
-	if len(m.holders) > 0 {
-		m.holders = map[string]time.Time{}
+	m.holders = map[string]time.Time{}
+	if m.frozen {
 		if err = m.freezer.Thaw(); err == nil {
+			m.frozen = false
 			m.log.Info("thawed the target: the agent is stopping")
 		}
 	}
@@ -151,7 +157,7 @@ func (m *Manager) Close() error {
 }
 
 func (m *Manager) status() Status {
-	s := Status{Frozen: len(m.holders) > 0, Holders: len(m.holders)}
+	s := Status{Frozen: m.frozen, Holders: len(m.holders)}
 	if s.Frozen {
 		s.Since = m.frozenAt
 	}
