@@ -3,6 +3,7 @@ package incoming
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -120,7 +121,7 @@ func (r *router) serve(ctx context.Context, client net.Conn, dst netip.AddrPort)
 		}
 		netpipe.Join(in, up)
 	case len(rt.filtered) > 0:
-		r.serveFiltered(ctx, in, dst, rt, hdr)
+		r.serveFiltered(ctx, in, dst, hdr)
 	default:
 		r.passthrough(ctx, in, dst)
 	}
@@ -139,7 +140,7 @@ func (r *router) passthrough(ctx context.Context, client net.Conn, dst netip.Add
 }
 
 // serveFiltered detects HTTP and routes each request by the filters.
-func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrPort, rt route, hdr protocol.IncomingHeader) {
+func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrPort, hdr protocol.IncomingHeader) {
 	br := bufio.NewReader(in)
 	kind := detect(in, br)
 	buffered := &peekedConn{Conn: in, r: br}
@@ -147,8 +148,8 @@ func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrP
 	switch kind {
 	case http1.HTTP1:
 		route := func(req *http1.Request) http1.Upstream {
-			if s := rt.match(httpfilter.Request{Method: req.Method, Path: req.Path, RawQuery: req.RawQuery, Header: req.Header}); s != nil {
-				return sessionUpstream{s: s.sess.(Handoff), hdr: hdr}
+			if s := r.table.match(dst.Port(), httpfilter.Request{Method: req.Method, Path: req.Path, RawQuery: req.RawQuery, Header: req.Header}); s != nil {
+				return sessionUpstream{s: s.sess.(Handoff), hdr: hdr, table: r.table}
 			}
 			return nil
 		}
@@ -158,8 +159,8 @@ func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrP
 	case http1.HTTP2Preface:
 		route := func(req *http.Request) h2.Upstream {
 			method, path, query, header := h2.FilterFields(req)
-			if s := rt.match(httpfilter.Request{Method: method, Path: path, RawQuery: query, Header: header}); s != nil {
-				return sessionUpstream{s: s.sess.(Handoff), hdr: hdr}
+			if s := r.table.match(dst.Port(), httpfilter.Request{Method: method, Path: path, RawQuery: query, Header: header}); s != nil {
+				return sessionUpstream{s: s.sess.(Handoff), hdr: hdr, table: r.table}
 			}
 			return nil
 		}
@@ -207,15 +208,36 @@ func (o *originalUpstream) Dial(ctx context.Context) (net.Conn, error) {
 // sessionUpstream is a session's local process, for the requests its
 // filter matched.
 type sessionUpstream struct {
-	s   Handoff
-	hdr protocol.IncomingHeader
+	s     Handoff
+	hdr   protocol.IncomingHeader
+	table *table
 }
 
 func (u sessionUpstream) Key() string { return "session " + u.s.SessionID() + " " + u.hdr.Local }
 func (u sessionUpstream) Dial(ctx context.Context) (net.Conn, error) {
 	h := u.hdr
 	h.Mode = protocol.ModeRequest
-	return u.s.OpenIncoming(ctx, h)
+	c, err := u.s.OpenIncoming(ctx, h)
+	if err != nil && (errors.Is(err, protocol.ErrDetached) || !u.Live()) {
+		// The session is between transports, or ended or left the port
+		// since the request was routed: the pod's own server answers, as
+		// it does an unfiltered steal's connection, rather than a 502.
+		return nil, sessionGone{err}
+	}
+	return c, err
+}
+
+// Live tells the h2 pool whether the session still takes the port's
+// requests.
+func (u sessionUpstream) Live() bool { return u.table.filtering(u.hdr.Port, u.s.SessionID()) }
+
+// sessionGone sends a request back to the original server (in either
+// protocol).
+type sessionGone struct{ error }
+
+func (e sessionGone) Unwrap() error { return e.error }
+func (e sessionGone) Is(target error) bool {
+	return target == http1.ErrUseOriginal || target == h2.ErrUseOriginal
 }
 
 // peekedConn reads what detection buffered first.

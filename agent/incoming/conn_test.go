@@ -7,11 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/doppel-dev/doppel/agent/incoming/h2"
 	"github.com/doppel-dev/doppel/agent/incoming/http1"
+	"github.com/doppel-dev/doppel/agent/incoming/httpfilter"
 	"github.com/doppel-dev/doppel/internal/testnet"
 	"github.com/doppel-dev/doppel/protocol"
 )
@@ -111,5 +115,117 @@ func TestMirrorNeverSlowsThePod(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("the stalled mirror was not dropped")
+	}
+}
+
+// startNamed serves HTTP/1 and h2c on 127.0.0.1, answering with name.
+func startNamed(t *testing.T, name string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, name) }),
+		Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// localSession hands requests to its local server, or fails as a session
+// between transports does.
+type localSession struct {
+	id, addr string
+	detached atomic.Bool
+}
+
+func (s *localSession) SessionID() string { return s.id }
+func (s *localSession) Describe() string  { return s.id }
+func (s *localSession) OpenIncoming(ctx context.Context, _ protocol.IncomingHeader) (net.Conn, error) {
+	if s.detached.Load() {
+		return nil, protocol.ErrDetached
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", s.addr)
+}
+
+// TestFilteredFollowsSubscriptions: the requests of one keep-alive
+// connection go where the table says when each comes, not when the
+// connection came; a request for a session that can't take it (between
+// transports) goes to the pod's server, not a 502.
+func TestFilteredFollowsSubscriptions(t *testing.T) {
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		t.Run(proto, func(t *testing.T) {
+			dst := netip.MustParseAddrPort(startNamed(t, "original"))
+			alice := &localSession{id: "alice", addr: startNamed(t, "local")}
+			aliceSub := func() *sub {
+				return &sub{sess: alice, mode: protocol.ModeSteal, filter: filter(t, httpfilter.Rule{Header: "^x-user: alice$"})}
+			}
+			tb := newTable()
+			tb.add(dst.Port(), aliceSub(), false)
+			pool := h2.NewPool(h2.PoolOptions{})
+			defer pool.Close()
+			r := &router{table: tb, pool: pool, log: slog.New(slog.DiscardHandler),
+				dialOriginal: func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+					var d net.Dialer
+					return d.DialContext(ctx, "tcp", dst.String())
+				}}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			front, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer front.Close()
+			go func() {
+				for {
+					c, err := front.Accept()
+					if err != nil {
+						return
+					}
+					go r.serve(ctx, c, dst)
+				}
+			}()
+			var dials atomic.Int32
+			tr := &http.Transport{Protocols: new(http.Protocols), DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				dials.Add(1)
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", front.Addr().String())
+			}}
+			if proto == "HTTP/2.0" {
+				tr.Protocols.SetUnencryptedHTTP2(true)
+			} else {
+				tr.Protocols.SetHTTP1(true)
+			}
+			defer tr.CloseIdleConnections()
+			get := func(step, want string) {
+				t.Helper()
+				req, _ := http.NewRequest("GET", "http://svc/", nil)
+				req.Header.Set("X-User", "alice")
+				res, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("%s: %v", step, err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.Proto != proto || string(body) != want {
+					t.Errorf("%s: %s %d %q, want %q", step, res.Proto, res.StatusCode, body, want)
+				}
+			}
+
+			alice.detached.Store(true)
+			get("session between transports", "original")
+			alice.detached.Store(false)
+			get("session back", "local")
+			tb.removeSession("alice")
+			pool.ForgetPrefix("session alice ")
+			get("session ended", "original")
+			tb.add(dst.Port(), aliceSub(), false)
+			get("subscribed again", "local")
+			if n := dials.Load(); n != 1 {
+				t.Errorf("%d client connections, want 1", n)
+			}
+		})
 	}
 }

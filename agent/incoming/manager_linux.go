@@ -45,6 +45,10 @@ type Manager struct {
 	router  *router
 	sniff   *sniffer // mirror-only ports; nil when mirrors use the redirect
 
+	// placeMu serializes place: the redirect and the capture must end up as
+	// the table is after the last change, not as a slower place read it.
+	placeMu sync.Mutex
+
 	mu     sync.Mutex
 	ln     net.Listener
 	red    redirect.Redirector
@@ -161,6 +165,8 @@ func (m *Manager) Subscribe(ctx context.Context, si *protocol.SessionInfo, args 
 // only mirrors subscribe it, the redirect when a steal does, neither when
 // nobody does. It says which.
 func (m *Manager) place(port uint16) (string, error) {
+	m.placeMu.Lock()
+	defer m.placeMu.Unlock()
 	mirrorOnly, any := m.table.mirrorOnly(port)
 	m.mu.Lock()
 	red := m.red
@@ -276,11 +282,22 @@ func (m *Manager) listen() (net.Listener, error) {
 }
 
 func (m *Manager) accept(ln net.Listener, own uint16) {
+	var delay time.Duration
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+			// ENOMEM): the redirect stays, so giving up would black-hole
+			// its ports. Wait and try again, as net/http's Server does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("accepting a redirected connection failed: retrying", "err", err, "in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
 		dst, err := redirect.OriginalDst(c)
 		if err != nil || dst.Port() == own {
 			// Not redirected: someone dialed the listener itself.

@@ -164,14 +164,30 @@ func (t *table) route(port uint16) route {
 	return r
 }
 
-// match returns the earliest filtered subscription that matches req.
-func (r route) match(req httpfilter.Request) *sub {
-	for _, s := range r.filtered {
-		if s.filter.Match(req) {
+// match returns the earliest filtered steal of port that matches req, as
+// the table is now: each request of a keep-alive connection is routed anew,
+// so that a session that ended or left the port gets no more of them.
+func (t *table) match(port uint16, req httpfilter.Request) *sub {
+	t.mu.Lock()
+	subs := t.ports[port] // add and remove replace it, never change it
+	t.mu.Unlock()
+	for _, s := range subs {
+		if s.filteredSteal() && s.filter.Match(req) {
 			return s
 		}
 	}
 	return nil
+}
+
+// filteredSteal: a steal of the requests the filter matches (a mirror may
+// carry a filter too, and takes nothing).
+func (s *sub) filteredSteal() bool { return s.mode != protocol.ModeMirror && s.filter != nil }
+
+// filtering reports whether session id still has a filtered steal of port.
+func (t *table) filtering(port uint16, id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.ContainsFunc(t.ports[port], func(s *sub) bool { return s.filteredSteal() && s.sess.SessionID() == id })
 }
 
 // compileRule turns the wire filter into a compiled one.

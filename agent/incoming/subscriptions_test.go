@@ -67,7 +67,6 @@ func TestTableFilterOrder(t *testing.T) {
 	api := filter(t, httpfilter.Rule{Path: "^/api/"})
 	tb.add(80, &sub{sess: fakeSession("alice"), mode: protocol.ModeSteal, filter: alice}, false)
 	tb.add(80, &sub{sess: fakeSession("api"), mode: protocol.ModeSteal, filter: api}, false)
-	rt := tb.route(80)
 	for _, c := range []struct {
 		req  httpfilter.Request
 		want string
@@ -77,7 +76,7 @@ func TestTableFilterOrder(t *testing.T) {
 		{httpfilter.Request{Method: "GET", Path: "/x", Header: [][2]string{{"X-User", "bob"}}}, ""},
 	} {
 		got := ""
-		if s := rt.match(c.req); s != nil {
+		if s := tb.match(80, c.req); s != nil {
 			got = s.sess.SessionID()
 		}
 		if got != c.want {
@@ -86,7 +85,7 @@ func TestTableFilterOrder(t *testing.T) {
 	}
 	// Re-subscribing moves a session to the back of the order.
 	tb.add(80, &sub{sess: fakeSession("alice"), mode: protocol.ModeSteal, filter: alice}, false)
-	if s := tb.route(80).match(httpfilter.Request{Path: "/api/x", Header: [][2]string{{"X-User", "alice"}}}); s.sess.SessionID() != "api" {
+	if s := tb.match(80, httpfilter.Request{Path: "/api/x", Header: [][2]string{{"X-User", "alice"}}}); s.sess.SessionID() != "api" {
 		t.Errorf("after re-subscribing, the earlier subscriber is %s", s.sess.SessionID())
 	}
 }

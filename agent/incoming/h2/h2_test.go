@@ -945,3 +945,46 @@ func TestConnectRefused(t *testing.T) {
 		t.Errorf("the original server got %d connections, want none", n)
 	}
 }
+
+// goneUpstream is a session that ended after the route picked it.
+type goneUpstream struct {
+	tcpUpstream
+	live bool
+}
+
+func (u *goneUpstream) Live() bool { return u.live }
+func (u *goneUpstream) Dial(context.Context) (net.Conn, error) {
+	u.dials.Add(1)
+	return nil, fmt.Errorf("session away: %w", ErrUseOriginal)
+}
+
+// A request routed to a session that is gone goes to the original server, not a 502; and the
+// Pool makes no entry for a session that ended (ForgetPrefix has run: nobody would forget it).
+func TestGoneUpstreamGoesToOriginal(t *testing.T) {
+	orig := startH2C(t, "original", echoHandler("original", nil))
+	for _, live := range []bool{true, false} {
+		gone := &goneUpstream{tcpUpstream: tcpUpstream{key: "session bob 10.0.0.1:80"}, live: live}
+		pool := newPool(t)
+		addr, _, _ := startProxy(t, pool, routeUser("bob", gone), &tcpUpstream{key: "original", addr: orig.addr}, Options{})
+		client, _ := h2cClient(t, addr)
+		pool.ForgetPrefix("session bob ")
+		req, _ := http.NewRequest("GET", "http://svc/", nil)
+		req.Header.Set("X-User", "bob")
+		res, err := client.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e echo
+		json.NewDecoder(res.Body).Decode(&e)
+		res.Body.Close()
+		if res.StatusCode != 200 || e.Server != "original" {
+			t.Errorf("live %v: status %d from %q, want 200 from the original", live, res.StatusCode, e.Server)
+		}
+		pool.mu.Lock()
+		_, made := pool.ents[gone.key]
+		pool.mu.Unlock()
+		if want := live; made != want || (gone.dials.Load() == 1) != want {
+			t.Errorf("live %v: entry made %v after %d dials", live, made, gone.dials.Load())
+		}
+	}
+}

@@ -25,6 +25,19 @@ type Upstream interface {
 	Dial(ctx context.Context) (net.Conn, error)
 }
 
+// ErrUseOriginal, returned (wrapped) by a routed Upstream's Dial, says the upstream can't take
+// requests any more (its session ended or is away): the streams waiting for that dial go to
+// the original upstream instead of getting a 502. Nothing of them was sent yet.
+var ErrUseOriginal = errors.New("h2: upstream gone: use the original")
+
+// liveUpstream is an Upstream that can tell it is gone. The Pool makes no entry for one that
+// is (the route picked it just before its session ended, and ForgetPrefix may already have
+// run: the entry would never be forgotten); its requests go to the original upstream.
+type liveUpstream interface {
+	Upstream
+	Live() bool
+}
+
 // PoolOptions configures the upstream side. Zero values mean the defaults given.
 type PoolOptions struct {
 	// DialTimeout bounds one Upstream.Dial. Default DefaultDialTimeout. A dial is shared by
@@ -56,8 +69,9 @@ const (
 // ErrPoolClosed is returned (and answered as 502) once the Pool is closed.
 var ErrPoolClosed = errors.New("h2: upstream pool closed")
 
-// errForgotten is returned by a dial that completes after its key was forgotten.
-var errForgotten = errors.New("h2: upstream forgotten")
+// errForgotten is returned to the streams still waiting for an upstream whose key was forgotten
+// (or that is gone): they go to the original upstream.
+var errForgotten = fmt.Errorf("h2: upstream forgotten: %w", ErrUseOriginal)
 
 // Pool holds one HTTP/2 client per upstream key, shared by every client connection served with
 // it. Its owner closes it; Forget drops one key (a session that ended).
@@ -117,6 +131,9 @@ func (p *Pool) transport(up Upstream) (*upstreamConns, error) {
 	}
 	if e := p.ents[key]; e != nil {
 		return e, nil
+	}
+	if lu, ok := up.(liveUpstream); ok && !lu.Live() {
+		return nil, errForgotten
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &upstreamConns{key: key, up: up, ctx: ctx, cancel: cancel, log: p.log}
@@ -238,11 +255,13 @@ func (e *upstreamConns) dial(d *sharedDial) {
 	cc, err := e.t.NewClientConn(e.ctx, "http", upstreamHost+":80") // the address goes to DialContext, which ignores it
 	e.mu.Lock()
 	switch {
+	case e.closed: // forgetting it may have failed the dial: that is not the upstream's fault
+		if err == nil {
+			cc.Close()
+		}
+		d.err = errForgotten
 	case err != nil:
 		d.err = err
-	case e.closed:
-		cc.Close()
-		d.err = errForgotten
 	default:
 		e.conns = append(e.conns, cc)
 	}

@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,12 +42,6 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if up == nil {
 		up = p.original
 	}
-	ents, err := p.pool.transport(up)
-	if err != nil {
-		p.badGateway(w, r, up, err)
-		return
-	}
-
 	out := outgoingRequest(r)
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 		// Pass informational responses on (not 100 Continue: the server answers the
@@ -64,7 +59,14 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return nil
 		},
 	})
-	res, err := ents.roundTrip(out.WithContext(ctx))
+	res, err := p.roundTrip(up, out.WithContext(ctx))
+	if err != nil && up != p.original && errors.Is(err, ErrUseOriginal) {
+		// The session is gone and nothing of the request was sent: the original server
+		// answers it, as it would have, had the route been looked up a moment later.
+		p.log.Debug("h2: upstream gone, request to the original", "upstream", up.Key(), "path", r.URL.Path, "err", err)
+		up = p.original
+		res, err = p.roundTrip(up, out.WithContext(ctx))
+	}
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client reset the stream or went away
@@ -133,6 +135,14 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h[http.TrailerPrefix+k] = vv
 		}
 	}
+}
+
+func (p *proxy) roundTrip(up Upstream, out *http.Request) (*http.Response, error) {
+	ents, err := p.pool.transport(up)
+	if err != nil {
+		return nil, err
+	}
+	return ents.roundTrip(out)
 }
 
 func (p *proxy) badGateway(w http.ResponseWriter, r *http.Request, up Upstream, err error) {

@@ -69,8 +69,9 @@ const DefaultShutdownGrace = 5 * time.Second
 // Serve serves one h2c client connection until the client or an error closes it, or ctx is
 // done (see Options.ShutdownGrace). For each stream, route returns the upstream that takes the
 // request, or nil for original. Requests are proxied over pool's connections; a stream whose
-// upstream cannot be reached is answered 502 without affecting the others. Serve closes
-// client. It returns ctx's error if ctx ended it, else nil.
+// upstream cannot be reached is answered 502 without affecting the others (one whose routed
+// upstream is gone, ErrUseOriginal, goes to original). Serve closes client. It returns ctx's
+// error if ctx ended it, else nil.
 func Serve(ctx context.Context, client net.Conn, pool *Pool, route func(*http.Request) Upstream, original Upstream, opts Options) error {
 	if pool == nil || original == nil {
 		client.Close()

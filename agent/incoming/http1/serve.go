@@ -33,7 +33,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // upstream of the request that asked for it, until both sides close.
 //
 // br reads client and may hold bytes already peeked. A nil route sends
-// every request to original. A request the agent
+// every request to original, and so does a routed upstream whose Dial
+// says ErrUseOriginal. A request the agent
 // refuses gets its status (see ReadRequest), one whose upstream cannot be
 // dialed or answers with a broken response gets a 502 if nothing of the
 // response was sent yet, and the connection closes. Serve closes client
@@ -157,6 +158,11 @@ func (s *server) exchange(req *Request) (keep bool, err error) {
 	}
 	for attempt := 0; ; attempt++ {
 		u, err := s.connect(up, routed)
+		if routed && errors.Is(err, ErrUseOriginal) {
+			// Nothing was sent to it: the original server answers.
+			up, routed = s.original, false
+			u, err = s.connect(up, routed)
+		}
 		if err != nil {
 			refuse(s.client, statusBadGateway)
 			return false, fmt.Errorf("dial upstream: %w", err)

@@ -16,6 +16,11 @@ type Upstream interface {
 	Dial(ctx context.Context) (net.Conn, error)
 }
 
+// ErrUseOriginal, returned (wrapped) by a routed Upstream's Dial, says the
+// upstream can't take requests any more (its session ended or is away):
+// the request goes to the original server instead of getting a 502.
+var ErrUseOriginal = errors.New("http1: upstream gone: use the original server")
+
 // upstreamConn is one connection to an upstream with its reader, which
 // outlives a response on the persistent connection to the original server.
 type upstreamConn struct {
