@@ -4,8 +4,9 @@ import "golang.org/x/sys/unix"
 
 // filterLocked attaches a classic BPF program that passes TCP segments to
 // the ports (IPv4 and IPv6 without extension headers) that carry client
-// bytes or open or end a connection, and nothing else: a bare ACK (one per
-// response, from the client) would wake the agent for nothing.
+// bytes or open or end a connection, and the server's resets from them,
+// and nothing else: a bare ACK (one per response, from the client) would
+// wake the agent for nothing.
 func (s *sniffer) filterLocked(ports map[uint16]bool) error {
 	prog := sniffFilter(ports)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
@@ -68,6 +69,7 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 		ja        = unix.BPF_JMP | unix.BPF_JA
 		ret       = unix.BPF_RET | unix.BPF_K
 		finSynRst = 0x07
+		rst       = 0x04
 		// SKF_AD_OFF + SKF_AD_PROTOCOL / SKF_AD_PKTTYPE.
 		adProtocol = 0xfffff000
 		adPkttype  = 0xfffff004
@@ -76,9 +78,10 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 		return []unix.SockFilter{{Code: ret, K: 0}}
 	}
 	a := &bpfAsm{labels: map[string]int{}, jumps: map[int][2]string{}}
-	// Loopback shows each segment twice, once as outgoing.
+	// M[2] = the packet type: loopback shows each segment twice, once as
+	// outgoing; what leaves the pod is outgoing only.
 	a.op(ldW, adPkttype)
-	a.jump(jeq, unix.PACKET_OUTGOING, "reject", "")
+	a.op(st, 2)
 	a.op(ldW, adProtocol)
 	a.jump(jeq, unix.ETH_P_IP, "ipv4", "")
 	a.jump(jeq, unix.ETH_P_IPV6, "ipv6", "reject")
@@ -101,8 +104,10 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 	a.op(addK, 40)
 	a.op(st, 0)
 	a.op(ldxK, 40)
-	// The destination port, at X+2.
+	// Inbound: the destination port, at X+2.
 	a.label("ports")
+	a.op(ldM, 2)
+	a.jump(jeq, unix.PACKET_OUTGOING, "outgoing", "")
 	a.op(ldHX, 2)
 	list := make([]uint16, 0, len(ports))
 	for p := range ports {
@@ -129,6 +134,20 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 	a.op(ldxM, 1)
 	a.op(subX, 0)
 	a.jump(jeq, 0, "reject", "accept")
+	// Outgoing: a reset from the port (the server's, or one a flush made):
+	// the client may never send one.
+	a.label("outgoing")
+	a.op(ldHX, 0)
+	for i, port := range list {
+		miss := ""
+		if i == len(list)-1 {
+			miss = "reject"
+		}
+		a.jump(jeq, uint32(port), "reset", miss)
+	}
+	a.label("reset")
+	a.op(ldBX, 13)
+	a.jump(jset, rst, "accept", "reject")
 	a.label("accept")
 	a.op(ret, 0x40000)
 	a.label("reject")

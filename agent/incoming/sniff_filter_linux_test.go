@@ -30,23 +30,36 @@ func TestSniffFilter(t *testing.T) {
 		port     uint16
 		flags    byte
 		payload  int
+		reply    bool // from the port rather than to it
 		want     bool
 	}{
-		{"v4 data", false, false, 6, 8080, ack | psh, 83, true},
-		{"v4 data, second port", false, false, 6, 9090, ack, 1, true},
-		{"v4 bare ack", false, false, 6, 8080, ack, 0, false},
-		{"v4 syn", false, false, 6, 8080, syn, 0, true},
-		{"v4 fin", false, false, 6, 8080, fin | ack, 0, true},
-		{"v4 rst", false, false, 6, 8080, rst, 0, true},
-		{"v4 other port", false, false, 6, 8081, ack | psh, 83, false},
-		{"v4 udp", false, false, 17, 8080, 0, 83, false},
-		{"v4 outgoing copy", false, true, 6, 8080, ack | psh, 83, false},
-		{"v6 data", true, false, 6, 8080, ack | psh, 200, true},
-		{"v6 bare ack", true, false, 6, 8080, ack, 0, false},
-		{"v6 syn", true, false, 6, 9090, syn, 0, true},
-		{"v6 other port", true, false, 6, 22, ack, 10, false},
+		{"v4 data", false, false, 6, 8080, ack | psh, 83, false, true},
+		{"v4 data, second port", false, false, 6, 9090, ack, 1, false, true},
+		{"v4 bare ack", false, false, 6, 8080, ack, 0, false, false},
+		{"v4 syn", false, false, 6, 8080, syn, 0, false, true},
+		{"v4 fin", false, false, 6, 8080, fin | ack, 0, false, true},
+		{"v4 rst", false, false, 6, 8080, rst, 0, false, true},
+		{"v4 other port", false, false, 6, 8081, ack | psh, 83, false, false},
+		{"v4 udp", false, false, 17, 8080, 0, 83, false, false},
+		{"v4 outgoing copy", false, true, 6, 8080, ack | psh, 83, false, false},
+		{"v4 outgoing rst to the port", false, true, 6, 8080, rst, 0, false, false},
+		{"v4 server's rst", false, true, 6, 8080, rst | ack, 0, true, true},
+		{"v4 server's rst, other port", false, true, 6, 8081, rst | ack, 0, true, false},
+		{"v4 server's data", false, true, 6, 8080, ack | psh, 83, true, false},
+		{"v4 server's rst, inbound", false, false, 6, 8080, rst, 0, true, false},
+		{"v6 server's rst", true, true, 6, 9090, rst, 0, true, true},
+		{"v6 data", true, false, 6, 8080, ack | psh, 200, false, true},
+		{"v6 bare ack", true, false, 6, 8080, ack, 0, false, false},
+		{"v6 syn", true, false, 6, 9090, syn, 0, false, true},
+		{"v6 other port", true, false, 6, 22, ack, 10, false, false},
 	} {
 		pkt, proto := tcpPacket(c.v6, c.proto, c.port, c.flags, c.payload)
+		if c.reply {
+			tcp := pkt[len(pkt)-32-c.payload:]
+			src, dst := binary.BigEndian.Uint16(tcp[0:]), binary.BigEndian.Uint16(tcp[2:])
+			binary.BigEndian.PutUint16(tcp[0:], dst)
+			binary.BigEndian.PutUint16(tcp[2:], src)
+		}
 		pkttype := uint32(unix.PACKET_HOST)
 		if c.outgoing {
 			pkttype = unix.PACKET_OUTGOING

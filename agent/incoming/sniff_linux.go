@@ -44,12 +44,14 @@ type flowKey struct{ src, dst netip.AddrPort }
 // sniffConn is one mirrored connection: the next client byte expected,
 // segments that came early, and a sink per mirroring session.
 type sniffConn struct {
+	isn     uint32 // the SYN's sequence number
 	next    uint32
 	early   map[uint32][]byte // by sequence number
 	earlyN  int
 	finAt   uint32
 	lost    bool // a segment was cut short: the copy can't be whole
 	fin     bool
+	finWait bool // a timer ends the copy if the bytes before the FIN never come
 	sinks   []*mirrorSink
 	touched time.Time
 }
@@ -67,6 +69,10 @@ const maxEarly = 1 << 20
 // sniffIdle ends the copy of a connection nothing was seen of for so long
 // (its FIN or RST was missed).
 const sniffIdle = 10 * time.Minute
+
+// sniffFinGrace is how long the bytes before a FIN may still come (a
+// retransmission) before the copy ends, incomplete.
+var sniffFinGrace = 2 * time.Second
 
 func newSniffer(ctx context.Context, pod Pod, t *table, log *slog.Logger) *sniffer {
 	return &sniffer{pod: pod, table: t, log: log, ctx: ctx, fd: -1, ports: map[uint16]bool{}, conns: map[flowKey]*sniffConn{}}
@@ -192,10 +198,9 @@ func (s *sniffer) read(f *os.File) {
 					rerr = err
 					return true
 				}
-				if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-					continue // loopback shows each segment twice
-				}
-				s.segment(buf[:min(n, len(buf))], n > len(buf)) // MSG_TRUNC: n is the whole length
+				ll, ok := from.(*unix.SockaddrLinklayer)
+				out := ok && ll.Pkttype == unix.PACKET_OUTGOING
+				s.segment(buf[:min(n, len(buf))], n > len(buf), out) // MSG_TRUNC: n is the whole length
 			}
 		})
 		if err != nil || rerr != nil {
@@ -213,9 +218,7 @@ func (s *sniffer) readRing(f *os.File, ring *packetRing) {
 		return
 	}
 	take := func(pkt []byte, pkttype uint8, truncated bool) {
-		if pkttype != unix.PACKET_OUTGOING { // loopback shows each segment twice
-			s.segment(pkt, truncated)
-		}
+		s.segment(pkt, truncated, pkttype == unix.PACKET_OUTGOING)
 	}
 	for {
 		// The socket polls readable while a block waits for the agent.
@@ -230,8 +233,10 @@ func (s *sniffer) readRing(f *os.File, ring *packetRing) {
 }
 
 // segment handles one captured IP packet; truncated: b is only its start
-// (the copy of its connection can't be whole).
-func (s *sniffer) segment(b []byte, truncated bool) {
+// (the copy of its connection can't be whole). An outgoing packet is a
+// reset from the server's side (the filter passes no other): it ends the
+// copy, whose client bytes go no further.
+func (s *sniffer) segment(b []byte, truncated, outgoing bool) {
 	var src, dst netip.Addr
 	var tcp []byte
 	switch {
@@ -270,18 +275,30 @@ func (s *sniffer) segment(b []byte, truncated bool) {
 	payload := tcp[off:]
 
 	s.mu.Lock()
+	if outgoing {
+		if back := (flowKey{key.dst, key.src}); flags&rst != 0 && s.conns[back] != nil {
+			s.endLocked(back, s.conns[back])
+		}
+		s.mu.Unlock()
+		return
+	}
 	c := s.conns[key]
 	if flags&syn != 0 && flags&ack == 0 {
-		if c != nil || !s.ports[key.dst.Port()] {
+		if c != nil && c.isn == seq || !s.ports[key.dst.Port()] {
 			s.mu.Unlock()
 			return // a retransmitted SYN, or a port back on the redirect
+		}
+		if c != nil {
+			// The address pair's earlier connection ended unseen (its
+			// FIN or RST lost): this is a new one.
+			s.endLocked(key, c)
 		}
 		c = s.open(key)
 		if c == nil {
 			s.mu.Unlock()
 			return
 		}
-		c.next = seq + 1
+		c.isn, c.next = seq, seq+1
 		s.conns[key] = c
 		s.mu.Unlock()
 		return
@@ -305,8 +322,18 @@ func (s *sniffer) segment(b []byte, truncated bool) {
 	if flags&fin != 0 {
 		c.fin, c.finAt = true, seq+uint32(len(payload))
 	}
-	if c.fin && c.next == c.finAt || c.earlyN > maxEarly {
+	switch {
+	case c.fin && c.next == c.finAt || c.earlyN > maxEarly:
 		s.endLocked(key, c)
+	case c.fin && !c.finWait:
+		c.finWait = true
+		time.AfterFunc(sniffFinGrace, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.conns[key] == c {
+				s.endLocked(key, c)
+			}
+		})
 	}
 	s.mu.Unlock()
 }

@@ -156,19 +156,21 @@ func tcp4(src, dst netip.AddrPort, seq uint32, flags byte, payload string) []byt
 // passed off as the connection's bytes: a segment cut short by the
 // capture, or a gap still open when the connection ends.
 func TestSniffIncompleteCopyDropped(t *testing.T) {
-	const syn, fin, rst = 0x02, 0x01, 0x04
+	defer func(d time.Duration) { sniffFinGrace = d }(sniffFinGrace)
+	sniffFinGrace = 50 * time.Millisecond
+	const syn, fin = 0x02, 0x01
 	client, server := netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:8080")
 	for _, tc := range []struct {
 		name string
 		run  func(s *sniffer)
 	}{
 		{"truncated segment", func(s *sniffer) {
-			s.segment(tcp4(client, server, 101, 0, "GET / HTTP/1.1\r\n"), true)
+			s.segment(tcp4(client, server, 101, 0, "GET / HTTP/1.1\r\n"), true, false)
 		}},
 		{"gap at the end", func(s *sniffer) {
-			s.segment(tcp4(client, server, 101, 0, "ab"), false)
-			s.segment(tcp4(client, server, 105, fin, "ef"), false) // "cd" never came
-			s.segment(tcp4(client, server, 108, rst, ""), false)
+			s.segment(tcp4(client, server, 101, 0, "ab"), false, false)
+			s.segment(tcp4(client, server, 105, fin, "ef"), false, false) // "cd" never came, nor anything after
+			time.Sleep(3 * sniffFinGrace)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,13 +179,16 @@ func TestSniffIncompleteCopyDropped(t *testing.T) {
 			tab.add(server.Port(), &sub{sess: h, mode: protocol.ModeMirror}, false)
 			s := newSniffer(context.Background(), hostPod{}, tab, slog.New(slog.DiscardHandler))
 			s.ports[server.Port()] = true
-			s.segment(tcp4(client, server, 100, syn, ""), false)
+			s.segment(tcp4(client, server, 100, syn, ""), false, false)
 			c := s.conns[flowKey{client, server}]
 			if c == nil {
 				t.Fatal("the SYN opened no copy")
 			}
 			tc.run(s)
-			if s.conns[flowKey{client, server}] != nil {
+			s.mu.Lock()
+			left := s.conns[flowKey{client, server}]
+			s.mu.Unlock()
+			if left != nil {
 				t.Fatal("the copy did not end")
 			}
 			k := c.sinks[0]
@@ -194,5 +199,42 @@ func TestSniffIncompleteCopyDropped(t *testing.T) {
 				t.Fatalf("an incomplete copy: dropped %q, want %q", dropped, protocol.ReasonMirrorIncomplete)
 			}
 		})
+	}
+}
+
+// A copy ends with the server's reset (the client sends none), and a new
+// SYN on an address pair whose end went unseen starts a new copy; a
+// retransmitted SYN does not.
+func TestSniffConnectionEnds(t *testing.T) {
+	const syn, rst = 0x02, 0x04
+	client, server := netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:8080")
+	key := flowKey{client, server}
+	h := pipeHandoff{fakeSession("m"), make(chan net.Conn, 4)}
+	tab := newTable()
+	tab.add(server.Port(), &sub{sess: h, mode: protocol.ModeMirror}, false)
+	s := newSniffer(context.Background(), hostPod{}, tab, slog.New(slog.DiscardHandler))
+	s.ports[server.Port()] = true
+
+	s.segment(tcp4(client, server, 100, syn, ""), false, false)
+	s.segment(tcp4(client, server, 101, 0, "GET / HTTP/1.1\r\n"), false, false)
+	s.segment(tcp4(server, client, 7000, rst, ""), false, true)
+	if s.conns[key] != nil {
+		t.Fatal("the server's reset did not end the copy")
+	}
+
+	s.segment(tcp4(client, server, 200, syn, ""), false, false)
+	first := s.conns[key]
+	s.segment(tcp4(client, server, 200, syn, ""), false, false) // retransmitted
+	if s.conns[key] != first || first == nil {
+		t.Fatal("a retransmitted SYN replaced the copy")
+	}
+	s.segment(tcp4(client, server, 5000, syn, ""), false, false) // the pair again, after an unseen end
+	second := s.conns[key]
+	if second == first || second == nil || second.next != 5001 {
+		t.Fatalf("a new connection on the same address pair: copy %p (next %d), first %p", second, second.next, first)
+	}
+	s.segment(tcp4(client, server, 5001, 0, "hi"), false, false)
+	if second.next != 5003 {
+		t.Errorf("the new connection's bytes were not taken: next %d", second.next)
 	}
 }
