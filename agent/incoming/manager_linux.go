@@ -129,7 +129,7 @@ func (m *Manager) Subscribe(ctx context.Context, si *protocol.SessionInfo, args 
 		return res, err
 	}
 	s := &sub{sess: handoff{si}, mode: args.Mode, filter: filter, since: time.Now()}
-	_, overridden, err := m.table.add(args.Port, s, args.Override)
+	_, overridden, undo, err := m.table.addUndoable(args.Port, s, args.Override)
 	if err != nil {
 		var ce *ConflictError
 		if errors.As(err, &ce) {
@@ -142,7 +142,9 @@ func (m *Manager) Subscribe(ctx context.Context, si *protocol.SessionInfo, args 
 	}
 	how, err := m.place(args.Port)
 	if err != nil {
-		m.table.remove(args.Port, si.ID)
+		// The subscriptions this one replaced (the session's own, an
+		// overridden steal) still hold: the failure is this one's.
+		undo()
 		m.place(args.Port)
 		return res, fmt.Errorf("redirect port %d: %w", args.Port, err)
 	}

@@ -72,12 +72,16 @@ func TestAcceptOutlivesEMFILE(t *testing.T) {
 type fakeRedirect struct {
 	mu    sync.Mutex
 	ports map[uint16]bool
+	fail  error // Add fails with it
 }
 
 func (f *fakeRedirect) set(port uint16, on bool) error {
 	time.Sleep(50 * time.Microsecond)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if on && f.fail != nil {
+		return f.fail
+	}
 	f.ports[port] = on
 	return nil
 }
@@ -131,5 +135,35 @@ func TestPlaceFollowsTheTable(t *testing.T) {
 		}
 		m.table.removeSession("b")
 		m.place(80)
+	}
+}
+
+// A subscription whose redirect fails takes nothing with it: the same
+// session's earlier subscription of the port, and a steal it would have
+// overridden, still hold, in their order.
+func TestFailedSubscribeKeepsWhatItReplaced(t *testing.T) {
+	red := &fakeRedirect{ports: map[uint16]bool{}}
+	m := &Manager{log: slog.New(slog.DiscardHandler), table: newTable(), red: red, router: &router{pool: h2.NewPool(h2.PoolOptions{})}}
+	ctx := context.Background()
+	a, b := &protocol.SessionInfo{ID: "a"}, &protocol.SessionInfo{ID: "b"}
+	if _, err := m.Subscribe(ctx, a, protocol.SubscribeArgs{Port: 80, Mode: protocol.ModeSteal}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Subscribe(ctx, b, protocol.SubscribeArgs{Port: 80, Mode: protocol.ModeMirror}); err != nil {
+		t.Fatal(err)
+	}
+	red.mu.Lock()
+	red.ports[80] = false // the redirect went away: the next place adds it again, and fails
+	red.fail = syscall.ENOBUFS
+	red.mu.Unlock()
+	if _, err := m.Subscribe(ctx, b, protocol.SubscribeArgs{Port: 80, Mode: protocol.ModeSteal, Override: true}); err == nil {
+		t.Fatal("the subscription succeeded with a failing redirect")
+	}
+	r := m.table.route(80)
+	if r.steal == nil || r.steal.sess.SessionID() != "a" || len(r.mirrors) != 1 || r.mirrors[0].sess.SessionID() != "b" {
+		t.Errorf("after the failed override: steal %v, mirrors %d; want a's steal and b's mirror kept", r.steal, len(r.mirrors))
+	}
+	if subs := m.table.ports[80]; len(subs) != 2 || subs[0].sess.SessionID() != "a" {
+		t.Errorf("after the undo: %d subscriptions, want a's steal first and b's mirror", len(subs))
 	}
 }

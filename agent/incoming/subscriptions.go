@@ -1,6 +1,7 @@
 package incoming
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -64,18 +65,34 @@ func (t *table) setPaused(id string, paused bool) {
 // over. It returns whether the port was new to the table, and the session
 // whose steal was overridden, if any.
 func (t *table) add(port uint16, s *sub, override bool) (isNew bool, overridden Session, err error) {
+	isNew, overridden, _, err = t.addUndoable(port, s, override)
+	return isNew, overridden, err
+}
+
+// addUndoable is add, and undo takes s out again and gives back what it
+// replaced (the session's earlier subscription, an overridden steal),
+// unless their sessions subscribed the port again meanwhile.
+func (t *table) addUndoable(port uint16, s *sub, override bool) (isNew bool, overridden Session, undo func(), err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	subs := t.ports[port]
 	isNew = len(subs) == 0
-	subs = slices.DeleteFunc(slices.Clone(subs), func(o *sub) bool { return o.sess.SessionID() == s.sess.SessionID() })
+	var replaced []*sub
+	subs = slices.DeleteFunc(slices.Clone(subs), func(o *sub) bool {
+		if o.sess.SessionID() == s.sess.SessionID() {
+			replaced = append(replaced, o)
+			return true
+		}
+		return false
+	})
 	if s.mode == protocol.ModeSteal && s.filter == nil {
 		for i, o := range subs {
 			if o.mode == protocol.ModeSteal && o.filter == nil {
 				if !override {
-					return false, nil, &ConflictError{Port: port, Other: o.sess.Describe()}
+					return false, nil, nil, &ConflictError{Port: port, Other: o.sess.Describe()}
 				}
 				overridden = o.sess
+				replaced = append(replaced, o)
 				subs = slices.Delete(subs, i, i+1)
 				break
 			}
@@ -84,7 +101,26 @@ func (t *table) add(port uint16, s *sub, override bool) (isNew bool, overridden 
 	t.seq++
 	s.seq = t.seq
 	t.ports[port] = append(subs, s)
-	return isNew, overridden, nil
+	undo = func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if !slices.Contains(t.ports[port], s) {
+			return // replaced meanwhile
+		}
+		subs := slices.DeleteFunc(slices.Clone(t.ports[port]), func(o *sub) bool { return o == s })
+		for _, r := range replaced {
+			if !slices.ContainsFunc(subs, func(o *sub) bool { return o.sess.SessionID() == r.sess.SessionID() }) {
+				subs = append(subs, r)
+			}
+		}
+		slices.SortFunc(subs, func(a, b *sub) int { return cmp.Compare(a.seq, b.seq) }) // earliest first, as before
+		if len(subs) == 0 {
+			delete(t.ports, port)
+		} else {
+			t.ports[port] = subs
+		}
+	}
+	return isNew, overridden, undo, nil
 }
 
 // remove ends id's subscription of port, and reports whether the port has
