@@ -46,6 +46,20 @@ type Lease struct {
 	// that a thaw can be done without its agent.
 	ContainerID string `json:"container_id,omitempty"`
 	Node        string `json:"node,omitempty"`
+	// Ending is when the last holder began undoing what the lease stands
+	// for (restoring the replicas, deleting the copy): until the lease is
+	// gone, or endingWait later, nobody takes it (their scale-down would
+	// be undone by the restore still under way).
+	Ending *time.Time `json:"ending,omitempty"`
+}
+
+// endingWait is how long a lease's end is left to its ender; past it the
+// ender is taken for dead and the lease for stale.
+const endingWait = 30 * time.Second
+
+// ending reports whether someone is ending the lease at now.
+func (l *Lease) ending(now time.Time) bool {
+	return l.Ending != nil && !l.Live(now) && now.Sub(*l.Ending) < endingWait
 }
 
 // ParseLease reads an annotation value; nil for "".

@@ -2,13 +2,17 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func TestLeaseHoldsAndExpiry(t *testing.T) {
@@ -148,5 +152,58 @@ func TestCopyPodDeadEnd(t *testing.T) {
 				t.Errorf("copyPodDeadEnd: %v (reason %q), want reason %q", err, got, tc.want)
 			}
 		})
+	}
+}
+
+// The last holder marks the lease as ending while it undoes it, and a
+// session taking the lease waits for the end (else the restore under way
+// would undo its scale-down); an end its ender never finished is stale
+// after endingWait.
+func TestLeaseEnding(t *testing.T) {
+	ctx := context.Background()
+	r := ObjectRef{"pod", "ns", "queue-doppel-copy-x"}
+	c := testClient(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: r.Name, Namespace: "ns"}})
+	if _, err := c.acquire(ctx, r, "s1", func(*Lease) *Lease { return &Lease{Kind: LeaseCopy} }); err != nil {
+		t.Fatal(err)
+	}
+	var during *Lease
+	cs := c.Clientset.(*fake.Clientset)
+	cs.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		p, err := cs.Tracker().Get(corev1.SchemeGroupVersion.WithResource("pods"), "ns", r.Name)
+		if err == nil {
+			during, _ = ParseLease(p.(*corev1.Pod).Annotations[AnnotationLease])
+		}
+		return false, nil, nil
+	})
+	if ended, err := c.release(ctx, r, "s1", false); !ended || err != nil {
+		t.Fatalf("release: ended %v, %v", ended, err)
+	}
+	if during == nil || during.Ending == nil {
+		t.Errorf("while the copy was deleted the lease was %+v, want it marked as ending", during)
+	}
+
+	mark := func(l *Lease) {
+		t.Helper()
+		b, _ := json.Marshal(l)
+		c.Clientset.CoreV1().Pods("ns").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns",
+			Annotations: map[string]string{AnnotationLease: string(b)}}}, metav1.CreateOptions{})
+	}
+	p := ObjectRef{"pod", "ns", "p"}
+	now := time.Now()
+	mark(&Lease{Kind: LeaseFreeze, Ending: &now})
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := c.acquire(short, p, "s2", func(*Lease) *Lease { return &Lease{Kind: LeaseFreeze} }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("acquire during the end: %v, want it to wait", err)
+	}
+	if done, _ := c.ReconcileStale(ctx, "ns"); len(done) != 0 {
+		t.Errorf("ReconcileStale ended a lease whose end is under way: %v", done)
+	}
+	c.Clientset.CoreV1().Pods("ns").Delete(ctx, "p", metav1.DeleteOptions{})
+	long := now.Add(-endingWait - time.Second)
+	mark(&Lease{Kind: LeaseFreeze, Ending: &long})
+	l, err := c.acquire(ctx, p, "s2", func(*Lease) *Lease { return &Lease{Kind: LeaseFreeze} })
+	if err != nil || l.Ending != nil || len(l.Holders) != 1 {
+		t.Errorf("acquire after an end left unfinished: %+v %v", l, err)
 	}
 }

@@ -47,16 +47,33 @@ type Hold struct {
 // with init when the object has none or only a stale one (init gets the
 // stale lease, nil if none, and returns the lease to start from).
 func (c *Client) acquire(ctx context.Context, r ObjectRef, session string, init func(stale *Lease) *Lease) (*Lease, error) {
-	return c.UpdateLease(ctx, r, func(l *Lease) (*Lease, error) {
-		now := time.Now()
-		if l == nil || !l.Live(now) {
-			l = init(l)
+	for {
+		l, err := c.UpdateLease(ctx, r, func(l *Lease) (*Lease, error) {
+			now := time.Now()
+			if l != nil && l.ending(now) {
+				return nil, errLeaseEnding
+			}
+			if l == nil || !l.Live(now) {
+				l = init(l)
+			}
+			l.Ending = nil
+			l.Prune(now)
+			l.Hold(session, now, LeaseDuration)
+			return l, nil
+		})
+		if !errors.Is(err, errLeaseEnding) {
+			return l, err
 		}
-		l.Prune(now)
-		l.Hold(session, now, LeaseDuration)
-		return l, nil
-	})
+		// Its last holder is restoring the workload: take the lease after.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
+
+var errLeaseEnding = errors.New("the lease's end is under way")
 
 // KeepRenewed renews the holds every LeaseRenew until Release.
 func (c *Client) KeepRenewed(session string, refs []ObjectRef, onErr func(error)) *Hold {
@@ -148,13 +165,26 @@ func (c *Client) release(ctx context.Context, r ObjectRef, session string, stale
 			l.Prune(now)
 			return l, nil
 		}
+		if l.ending(now) {
+			return l, nil // someone else is ending it
+		}
+		// Kept, marked, until the end action is done: a session taking it
+		// meanwhile would see its scale-down undone by the restore.
+		l.Ending = &now
 		last = l
-		return l, nil // kept until the end action is done
+		return l, nil
 	})
 	if err != nil || last == nil {
 		return false, err
 	}
 	if err := c.endLease(ctx, r, last, staleOnly); err != nil {
+		// Not ended: the next doppel run or cleanup may try at once.
+		c.UpdateLease(context.WithoutCancel(ctx), r, func(l *Lease) (*Lease, error) {
+			if l != nil {
+				l.Ending = nil
+			}
+			return l, nil
+		})
 		return false, err
 	}
 	// Remove the annotation unless someone took the lease meanwhile.
@@ -250,7 +280,7 @@ func (c *Client) ReconcileStale(ctx context.Context, ns string) ([]Removed, erro
 	var errs []error
 	check := func(r ObjectRef, ann map[string]string, what string) {
 		l, err := ParseLease(ann[AnnotationLease])
-		if err != nil || l == nil || l.Live(time.Now()) {
+		if err != nil || l == nil || l.Live(time.Now()) || l.ending(time.Now()) {
 			return
 		}
 		ended, err := c.release(ctx, r, "", true)
