@@ -88,20 +88,11 @@ func (c *Client) KeepRenewed(session string, refs []ObjectRef, onErr func(error)
 				return
 			case <-t.C:
 			}
-			for _, r := range h.Refs() {
-				ctx, cancel := context.WithTimeout(context.Background(), LeaseRenew)
-				_, err := c.UpdateLease(ctx, r, func(l *Lease) (*Lease, error) {
-					if l == nil {
-						return nil, fmt.Errorf("the lease on %s is gone (removed by `doppel cleanup`?)", r)
-					}
-					l.Hold(session, time.Now(), LeaseDuration)
-					return l, nil
-				})
-				cancel()
-				if err != nil && onErr != nil {
-					onErr(err)
-				}
+			ctx, cancel := context.WithTimeout(context.Background(), LeaseRenew)
+			if err := c.renewHolds(ctx, session, h.Refs()); err != nil && onErr != nil {
+				onErr(err)
 			}
+			cancel()
 		}
 	}()
 	return h
@@ -119,6 +110,22 @@ func (h *Hold) SetRefs(refs []ObjectRef) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.refs = refs
+}
+
+// renewHolds renews session's hold on each lease of refs.
+func (c *Client) renewHolds(ctx context.Context, session string, refs []ObjectRef) error {
+	var errs []error
+	for _, r := range refs {
+		_, err := c.UpdateLease(ctx, r, func(l *Lease) (*Lease, error) {
+			if l == nil {
+				return nil, fmt.Errorf("the lease on %s is gone (removed by `doppel cleanup`?)", r)
+			}
+			l.Hold(session, time.Now(), LeaseDuration)
+			return l, nil
+		})
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Release stops renewing and lets go of every lease, undoing what the
@@ -494,7 +501,14 @@ func (c *Client) StartCopy(ctx context.Context, o CopyOptions) (*Target, []Objec
 		timeout = 60 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
+	renewed := time.Now()
 	for {
+		if time.Since(renewed) >= LeaseRenew {
+			// A slow copy (an image pull) must not outlive the holds: the
+			// session's renewals start only once the copy runs.
+			c.renewHolds(ctx, o.Session, refs)
+			renewed = time.Now()
+		}
 		p, err := c.Clientset.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return fail(explain(err, "get", "pods", ns))

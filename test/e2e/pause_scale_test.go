@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/doppel-dev/doppel/helper/kube"
 	"github.com/doppel-dev/doppel/test/e2e/framework"
 )
 
@@ -176,11 +177,27 @@ func TestPauseScaleDownInterrupted(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(time.Second) // the copy pod stays ContainerCreating: no dead end doppel could see
+	// The copy pod stays ContainerCreating, no dead end doppel could see:
+	// the session renews its holds meanwhile (a slow image pull must not
+	// let them go stale under it).
+	time.Sleep(kube.LeaseRenew + 2*time.Second)
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "slow", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := kube.ParseLease(d.Annotations[kube.AnnotationLease]); l == nil || len(l.Holders) != 1 {
+		t.Errorf("the scale-down lease while the copy starts: %+v", l)
+	} else {
+		for _, exp := range l.Holders {
+			if left := time.Until(exp); left < kube.LeaseDuration-5*time.Second {
+				t.Errorf("the hold expires in %s while the copy starts: not renewed", left.Round(time.Second))
+			}
+		}
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	err := p.wait(t, time.Minute)
+	err = p.wait(t, time.Minute)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
 		t.Errorf("doppel exec after SIGINT: %v, want exit status 130\n%s", err, p.stderr.String())
@@ -188,8 +205,7 @@ func TestPauseScaleDownInterrupted(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), "interrupt while starting") {
 		t.Errorf("doppel did not say it stopped the start:\n%s", p.stderr.String())
 	}
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "slow", metav1.GetOptions{})
-	if err != nil {
+	if d, err = cs.AppsV1().Deployments(ns).Get(ctx, "slow", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if *d.Spec.Replicas != 1 {
