@@ -32,7 +32,15 @@ func (c *call) decide(s socket, how Call, dst netip.AddrPort) ConnectVerdict {
 }
 
 func (c *call) connectRequest(s socket, how Call, dst netip.AddrPort) ConnectRequest {
-	return ConnectRequest{Process: c.id, Proto: s.proto(), Call: how, Dst: dst, SocketFamily: s.family}
+	r := ConnectRequest{Process: c.id, Proto: s.proto(), Call: how, Dst: dst, SocketFamily: s.family}
+	if s.typ == unix.SOCK_DGRAM && how == CallSendTo {
+		// A socket that sent before is bound: its next datagrams can
+		// take the same relay.
+		if local := s.localAddr(); local.Port() != 0 {
+			r.Local = local
+		}
+	}
+	return r
 }
 
 // failVerdict answers a Fail verdict.

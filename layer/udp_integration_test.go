@@ -83,6 +83,17 @@ func TestUDPSenderIsTheDestination(t *testing.T) {
 	r := run(t, h, runOpts{filter: seccomp.Options{UDP: true}}, "python3", "-c", udpSenderScript, remoteUDP.String())
 	wantContains(t, "output", r.stdout, "reply=echo:one from="+remoteUDP.String(), "late=EAGAIN",
 		"msg=echo:two msgfrom="+remoteUDP.String())
+	// The second datagram names the socket's local address, bound by the
+	// first: a session takes the same relay for it, not a new one.
+	var sends []layer.ConnectRequest
+	for _, c := range h.connects {
+		if c.Call == layer.CallSendTo && c.Dst == remoteUDP {
+			sends = append(sends, c)
+		}
+	}
+	if len(sends) != 2 || sends[0].Local.IsValid() || sends[1].Local.Port() == 0 {
+		t.Errorf("the sends' local addresses: %+v; want none for the first, the bound one for the second", sends)
+	}
 
 	h = newHandler()
 	h.redirect(remoteUDP, udpEcho(t))
