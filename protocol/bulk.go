@@ -294,7 +294,11 @@ func (r *tcpRelay) closeAll(abort bool) {
 	b := r.bulk
 	r.mu.Unlock()
 	r.st.Close()
-	r.pod.Close()
+	if abort {
+		netpipe.Reset(r.pod) // a FIN would pass for the end of the helper's bytes
+	} else {
+		r.pod.Close()
+	}
 	if b != nil {
 		if tc, ok := b.(*net.TCPConn); ok && abort {
 			tc.SetLinger(0)

@@ -890,3 +890,50 @@ func TestDialTCPEarly(t *testing.T) {
 		t.Errorf("the session after a refused early dial: %v", err)
 	}
 }
+
+// A transport that breaks is no FIN: a connection's and a file's reader get
+// an error wrapping ErrConnectionLost, not an EOF that would make what came
+// so far look whole, and the pod's end of the connection is reset.
+func TestTransportDropIsNoEOF(t *testing.T) {
+	podRead := make(chan error, 1)
+	addr := echoServer(t, func(c net.Conn) {
+		c.Write([]byte("partial"))
+		_, err := io.ReadAll(c) // until the helper's side ends
+		podRead <- err
+	})
+	a := startAgent(t, nil)
+	c := a.client(t)
+	ctx := testCtx(t)
+	conn, err := c.DialTCP(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.ReadFull(conn, make([]byte, len("partial"))); err != nil {
+		t.Fatal(err)
+	}
+	file, _, err := c.Open(ctx, "/etc/large.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := io.ReadFull(file, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+
+	c.mux.Close() // the port-forward breaks
+	if _, err := io.ReadAll(conn); !errors.Is(err, ErrConnectionLost) {
+		t.Errorf("the connection's read after the drop: %v, want ErrConnectionLost", err)
+	}
+	if _, err := io.ReadAll(file); !errors.Is(err, ErrConnectionLost) {
+		t.Errorf("the file's read after the drop: %v, want ErrConnectionLost", err)
+	}
+	select {
+	case err := <-podRead:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the pod's end read %v after the drop, want a reset", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the pod's end of the connection outlived the transport")
+	}
+}

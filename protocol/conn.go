@@ -62,6 +62,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 	}
 	n, err := c.st.Read(b)
+	err = streamEOF(c.client.mux, err)
 	if n > 0 && c.bulkAfter > 0 && j == nil {
 		if c.received += int64(n); c.received >= c.bulkAfter {
 			c.bulkAfter = 0 // asked once
@@ -214,6 +215,7 @@ func (f *fileReader) Read(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := f.st.Read(b)
+	err = streamEOF(f.client.mux, err)
 	if err == io.EOF {
 		f.mu.Lock()
 		f.eof = true

@@ -228,6 +228,7 @@ type IncomingConn struct {
 
 func (ic *IncomingConn) Read(b []byte) (int, error) {
 	n, err := ic.st.Read(b)
+	err = streamEOF(ic.c.mux, err)
 	if err == io.EOF {
 		ic.mu.Lock()
 		ic.readEOF = true

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -71,3 +72,18 @@ func (l muxLogger) Printf(format string, v ...any) {
 	l.log.Debug(fmt.Sprintf(format, v...), "subsystem", "yamux")
 }
 func (l muxLogger) Println(v ...any) { l.log.Debug(fmt.Sprint(v...), "subsystem", "yamux") }
+
+// errStreamCut: a stream's bytes ended because its transport broke, not
+// because the peer finished sending.
+var errStreamCut = errors.New("the stream ended with its transport")
+
+// streamEOF is err, unless it is the EOF every stream of a closed session
+// reads (yamux closes them all when its connection breaks): that one is
+// no FIN, and passing it on would make a cut-short file or response look
+// complete.
+func streamEOF(mux *yamux.Session, err error) error {
+	if err == io.EOF && mux.IsClosed() {
+		return fmt.Errorf("%w: %w", ErrConnectionLost, errStreamCut)
+	}
+	return err
+}

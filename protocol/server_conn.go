@@ -481,7 +481,7 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 	// The helper's first bytes (an early dial's request) go to the pod
 	// while the reply is on its way, or held back: the pod's bytes follow
 	// the reply.
-	rf := &replyFirst{Stream: ds.st}
+	rf := &replyFirst{Stream: ds.st, mux: ds.conn.mux}
 	if hdr.Early {
 		if rf.held, err = encodeFrame(reply, MaxHeaderSize); err != nil {
 			return
@@ -509,6 +509,7 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 // them, and they share the node's CPUs (docs/agent.md, "Early dials").
 type replyFirst struct {
 	*yamux.Stream
+	mux  *yamux.Session
 	sent chan error // a waiting dial's reply, sent on its own
 	once sync.Once
 	err  error
@@ -519,6 +520,13 @@ type replyFirst struct {
 
 // maxCoalesced bounds the pod bytes that share the held reply's write.
 const maxCoalesced = 32 << 10
+
+// Read is the helper's bytes for the pod; a transport that broke is an
+// error (the pod's connection is reset), not the helper's FIN.
+func (r *replyFirst) Read(b []byte) (int, error) {
+	n, err := r.Stream.Read(b)
+	return n, streamEOF(r.mux, err)
+}
 
 func (r *replyFirst) wait() error {
 	if r.sent != nil {

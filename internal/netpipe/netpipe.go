@@ -54,13 +54,23 @@ func CloseWrite(c io.Closer) error {
 	return c.Close()
 }
 
+// Reset closes c; a TCP socket with a reset, so that its peer reads an
+// error rather than an EOF that would pass for the end of what was sent.
+func Reset(c io.Closer) error {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	return c.Close()
+}
+
 // Join copies both ways between a and b until both directions have ended,
 // passing each EOF on as a half-close, then closes both. A copy that fails
-// closes both at once: nothing more could pass, and the other direction
-// must not wait for a peer that will never close.
+// resets both at once: nothing more could pass, the other direction must
+// not wait for a peer that will never close, and neither peer may take
+// what it got for the whole.
 func Join(a, b io.ReadWriteCloser) {
 	var once sync.Once
-	abort := func() { once.Do(func() { a.Close(); b.Close() }) }
+	abort := func() { once.Do(func() { Reset(a); Reset(b) }) }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
