@@ -110,3 +110,41 @@ func TestConnectFail(t *testing.T) {
 		})
 	}
 }
+
+// connectTwiceScript connects a non-blocking socket, waits until it is
+// writable and connects again, as Ruby's Socket.tcp with a connect timeout
+// does: the kernel must answer the second connect (EISCONN, which Python
+// reports as success), with no second dial.
+const connectTwiceScript = `
+import errno, select, socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket()
+s.setblocking(False)
+try:
+    s.connect((host, int(port)))
+except BlockingIOError:
+    pass
+select.select([], [s], [], 5)
+try:
+    s.connect((host, int(port)))
+    print("second=ok")
+except OSError as e:
+    print("second=%s" % errno.errorcode[e.errno])
+`
+
+func TestConnectTwice(t *testing.T) {
+	requireRoot(t)
+	h := newHandler()
+	h.redirect(remoteHTTP, httpServer(t, "server"))
+	r := run(t, h, runOpts{}, requireTool(t, "python3"), "-c", connectTwiceScript, remoteHTTP.String())
+	wantContains(t, "output", r.stdout, "second=ok")
+	n := 0
+	for _, c := range h.connects {
+		if c.Dst == remoteHTTP {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d connect requests for %s, want 1", n, remoteHTTP)
+	}
+}

@@ -88,6 +88,13 @@ func (c *call) readConnect() *pendingConnect {
 		c.cont()
 		return nil
 	}
+	if _, redirected := c.s.peers.get(sock.inode()); redirected && sock.connectedOrConnecting() {
+		// Connect again on a connected socket (Ruby's connect_nonblock
+		// looks for EISCONN so): the kernel answers, no second dial.
+		sock.close()
+		c.cont()
+		return nil
+	}
 	return &pendingConnect{sock: sock, raw: raw, dst: dst}
 }
 

@@ -100,6 +100,21 @@ func (s socket) connect(sa []byte) error {
 	return nil
 }
 
+// tcpClose is TCP_CLOSE (include/net/tcp_states.h): no connection, or a
+// connect that failed.
+const tcpClose = 7
+
+// connectedOrConnecting reports a TCP socket whose connect went through
+// (or is under way): another connect on it gets EISCONN or EALREADY from
+// the kernel itself.
+func (s socket) connectedOrConnecting() bool {
+	if s.typ != unix.SOCK_STREAM {
+		return false
+	}
+	info, err := unix.GetsockoptTCPInfo(s.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	return err == nil && info.State != tcpClose
+}
+
 func (s socket) bind(sa []byte) error { return s.sockaddrSyscall(unix.SYS_BIND, sa) }
 
 // name returns the raw local address (getsockname).
