@@ -90,7 +90,7 @@ func (d *dnsResponder) serveUDP() {
 		query := append([]byte(nil), buf[:n]...)
 		go func() {
 			if answer := d.answer(query); answer != nil {
-				d.udp.WriteToUDPAddrPort(answer, from)
+				d.udp.WriteToUDPAddrPort(fitUDP(query, answer), from)
 			}
 		}()
 	}
@@ -125,6 +125,53 @@ func (d *dnsResponder) serveTCP() {
 			}
 		}()
 	}
+}
+
+// fitUDP returns answer as a UDP reply to query may carry it: within the
+// size the query allows (512 bytes, or its EDNS0 payload size), else with
+// its header and question only and the TC bit, so that the client asks
+// again over TCP, as it would have of the pod's DNS server. (The agent's
+// resolver retries over TCP itself when a UDP answer comes truncated, so an
+// answer may be larger than any UDP client asked for.)
+func fitUDP(query, answer []byte) []byte {
+	limit := 512
+	var p dnsmessage.Parser
+	if _, err := p.Start(query); err == nil && p.SkipAllQuestions() == nil && p.SkipAllAnswers() == nil && p.SkipAllAuthorities() == nil {
+		for {
+			h, err := p.AdditionalHeader()
+			if err != nil {
+				break
+			}
+			if h.Type == dnsmessage.TypeOPT {
+				limit = max(limit, int(h.Class)) // an OPT record's class is its UDP payload size
+			}
+			if p.SkipAdditional() != nil {
+				break
+			}
+		}
+	}
+	if len(answer) <= limit {
+		return answer
+	}
+	hdr, err := p.Start(answer)
+	if err != nil {
+		return answer
+	}
+	qs, err := p.AllQuestions()
+	if err != nil {
+		return answer
+	}
+	hdr.Truncated = true
+	b := dnsmessage.NewBuilder(nil, hdr)
+	b.StartQuestions()
+	for _, q := range qs {
+		b.Question(q)
+	}
+	out, err := b.Finish()
+	if err != nil {
+		return answer
+	}
+	return out
 }
 
 // answer resolves one query; on failure it answers SERVFAIL so the program

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,5 +129,52 @@ func TestListenUDPAndTCPAvoidsATakenUDPPort(t *testing.T) {
 	up, tp := udp.LocalAddr().(*net.UDPAddr).Port, tcp.Addr().(*net.TCPAddr).Port
 	if up != tp || up == takenPort || (forced && calls < 2) {
 		t.Errorf("udp %d, tcp %d, taken %d, %d tries", up, tp, takenPort, calls)
+	}
+}
+
+// An answer larger than a UDP query allows (the agent's resolver fetched it
+// over TCP: a headless Service with many pods) goes back truncated, TC set,
+// and the client gets it whole over TCP, as it would in the pod.
+func TestDNSResponderTruncatesForUDP(t *testing.T) {
+	many := func(_ context.Context, query []byte) ([]byte, error) {
+		var p dnsmessage.Parser
+		hdr, err := p.Start(query)
+		if err != nil {
+			return nil, err
+		}
+		q, err := p.Question()
+		if err != nil {
+			return nil, err
+		}
+		hdr.Response = true
+		b := dnsmessage.NewBuilder(nil, hdr)
+		b.StartQuestions()
+		b.Question(q)
+		b.StartAnswers()
+		for i := range 200 {
+			if q.Type == dnsmessage.TypeA {
+				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 5},
+					dnsmessage.AResource{A: [4]byte{10, 244, byte(i / 250), byte(1 + i%250)}})
+			}
+		}
+		return b.Finish()
+	}
+	d, err := newDNSResponder(slog.New(slog.DiscardHandler), many, nil, nil, newNameTable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var networks []string
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		networks = append(networks, network)
+		var dd net.Dialer
+		return dd.DialContext(ctx, network, d.Addr().String())
+	}}
+	ips, err := r.LookupIP(context.Background(), "ip4", "pods.headless.svc.cluster.local")
+	if err != nil || len(ips) != 200 {
+		t.Fatalf("%d addresses, %v; want 200 (networks asked: %v)", len(ips), err, networks)
+	}
+	if !slices.Contains(networks, "tcp") {
+		t.Errorf("the resolver never asked over TCP: %v", networks)
 	}
 }
