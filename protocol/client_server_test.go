@@ -937,3 +937,63 @@ func TestTransportDropIsNoEOF(t *testing.T) {
 		t.Error("the pod's end of the connection outlived the transport")
 	}
 }
+
+// slowDialPod's dials to 10.0.0.1 wait for their context, and say when it
+// ended.
+type slowDialPod struct {
+	*fakePod
+	ended chan error
+}
+
+func (p *slowDialPod) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if strings.HasPrefix(address, "10.0.0.1:") {
+		<-ctx.Done()
+		p.ended <- ctx.Err()
+		return nil, ctx.Err()
+	}
+	return p.fakePod.Dial(ctx, network, address)
+}
+
+// A helper that gives up on a dial (its caller's context ended) stops the
+// agent's dial too, instead of leaving it to its timeout holding a stream.
+func TestDialAbortCancelsThePodsDial(t *testing.T) {
+	ended := make(chan error, 1)
+	a := startAgent(t, func(s *Server) { s.Handler = &slowDialPod{fakePod: s.Handler.(*fakePod), ended: ended} })
+	c := a.client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	if _, err := c.DialTCP(ctx, "10.0.0.1:80"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("DialTCP: %v, want the caller's cancellation", err)
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the pod's dial ended with %v, want cancelled by the abort", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the pod's dial went on after the helper's abort")
+	}
+}
+
+// An abort that overtakes its stream's accept is kept for it, and only
+// for ids that can still come.
+func TestEarlyAborts(t *testing.T) {
+	var e earlyAborts
+	if e.accepted(1) {
+		t.Fatal("stream 1 was never aborted")
+	}
+	e.note(5, 10)
+	e.note(1, 10) // accepted before: its abort found it, or it is gone
+	if e.accepted(3) || !e.accepted(5) {
+		t.Fatal("the abort of stream 5, noted before its accept, was not applied")
+	}
+	if len(e.ids) != 0 {
+		t.Errorf("ids left: %v", e.ids)
+	}
+	for id := uint32(7); id < 40; id += 2 {
+		e.note(id, 10)
+	}
+	if len(e.ids) != 10 {
+		t.Errorf("%d ids kept, want the bound of 10", len(e.ids))
+	}
+}

@@ -42,7 +42,8 @@ type serverConn struct {
 	lastSeen atomic.Int64
 
 	mu      sync.Mutex
-	streams map[uint32]func()    // data streams by yamux id: their abort
+	streams map[uint32]func() // data streams by yamux id: their abort
+	early   earlyAborts
 	relays  map[uint32]*tcpRelay // TCP dial streams by yamux id: bulk joins find them here
 	wg      sync.WaitGroup
 }
@@ -356,10 +357,14 @@ func (c *serverConn) acceptStreams(ctx context.Context) {
 func (c *serverConn) register(ds *dataStream) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	id := ds.st.StreamID()
+	if c.early.accepted(id) {
+		ds.aborted = true // its serve stops at the first onAbort
+	}
 	if len(c.streams) >= c.srv.maxStreams() {
 		return false
 	}
-	c.streams[ds.st.StreamID()] = ds.abort
+	c.streams[id] = ds.abort
 	c.wg.Add(1)
 	return true
 }
@@ -373,10 +378,46 @@ func (c *serverConn) unregister(ds *dataStream) {
 func (c *serverConn) abortStream(id uint32) {
 	c.mu.Lock()
 	abort := c.streams[id]
+	if abort == nil {
+		c.early.note(id, c.srv.maxStreams())
+	}
 	c.mu.Unlock()
 	if abort != nil {
 		abort()
 	}
+}
+
+// earlyAborts are the helper's aborts of streams this side has not
+// accepted yet (a local client that connected and closed at once, its
+// stream still in yamux's backlog): the stream is aborted when it is.
+// yamux's stream ids only grow, so only ids above every accepted one can
+// still come; the rest are forgotten.
+type earlyAborts struct {
+	ids  map[uint32]bool
+	last uint32 // the highest id accepted
+}
+
+// note keeps id if a stream of that id may still be accepted (at most max).
+func (e *earlyAborts) note(id uint32, max int) {
+	if id <= e.last || len(e.ids) >= max {
+		return
+	}
+	if e.ids == nil {
+		e.ids = map[uint32]bool{}
+	}
+	e.ids[id] = true
+}
+
+// accepted reports whether the stream id, accepted now, was aborted already.
+func (e *earlyAborts) accepted(id uint32) bool {
+	e.last = max(e.last, id)
+	aborted := e.ids[id]
+	for a := range e.ids {
+		if a <= e.last {
+			delete(e.ids, a)
+		}
+	}
+	return aborted
 }
 
 // dataStream is one helper-opened stream: a dial or an open.
@@ -403,6 +444,11 @@ func (ds *dataStream) abort() {
 	}
 	ds.st.Close()
 }
+
+// cancelCloser makes an abort cancel a dial under way.
+type cancelCloser context.CancelFunc
+
+func (f cancelCloser) Close() error { f(); return nil }
 
 // onAbort registers c to be closed by abort, or closes it at once if the
 // stream was aborted already.
@@ -459,6 +505,10 @@ func (ds *dataStream) serveDial(ctx context.Context, hdr *StreamHeader) {
 		timeout = min(time.Duration(hdr.TimeoutMS)*time.Millisecond, maxDialTimeout)
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if !ds.onAbort(cancelCloser(cancel)) {
+		return // aborted before it began
+	}
 	conn, err := ds.conn.srv.Handler.Dial(dctx, hdr.Network, hdr.Address)
 	cancel()
 	if err != nil {
