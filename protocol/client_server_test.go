@@ -997,3 +997,48 @@ func TestEarlyAborts(t *testing.T) {
 		t.Errorf("%d ids kept, want the bound of 10", len(e.ids))
 	}
 }
+
+// stuckDNSPod's DNS answers only when its context ends, as a blackholed
+// cluster DNS does.
+type stuckDNSPod struct{ *fakePod }
+
+func (stuckDNSPod) DNS(ctx context.Context, _ []byte) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// Slow requests filling every slot don't hold up a ping behind them (the
+// helper would take a healthy transport for dead), and a request that
+// waited out its timeout for a slot fails without running.
+func TestSlowRequestsDontBlockPing(t *testing.T) {
+	a := startAgent(t, func(s *Server) {
+		s.MaxRequests = 2
+		s.Handler = stuckDNSPod{s.Handler.(*fakePod)}
+	})
+	c := a.client(t)
+	query := []byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}
+	for range 3 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			c.DNS(ctx, query)
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // all three sent: two slots taken, one waiting
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatalf("ping behind slow requests: %v", err)
+	}
+	// A short request queued behind the stuck ones gets its timeout, from
+	// when it arrived.
+	short, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	if _, err := c.DNS(short, query); err == nil {
+		t.Fatal("a request with no slot free answered")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the queued request took %s to fail", took)
+	}
+}

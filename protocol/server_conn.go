@@ -106,12 +106,18 @@ func (c *serverConn) watchKeepalive() {
 }
 
 func (c *serverConn) serveControl(ctx context.Context) error {
+	// sem: the requests worked on; queue: those read, worked on or
+	// waiting. The loop goes on reading past a full sem (a ping or an
+	// abort behind 64 slow DNS queries would otherwise wait, and the
+	// helper take a healthy transport for dead); past a full queue it
+	// stops, which pushes back through yamux.
 	sem := make(chan struct{}, c.srv.maxRequests())
+	queue := make(chan struct{}, 4*c.srv.maxRequests())
 	defer func() {
 		// Wait for requests in flight (their context ends with the
 		// transport, closed by the deferred call below, which runs first).
-		for range cap(sem) {
-			sem <- struct{}{}
+		for range cap(queue) {
+			queue <- struct{}{}
 		}
 	}()
 	defer c.mux.Close()
@@ -133,9 +139,12 @@ func (c *serverConn) serveControl(ctx context.Context) error {
 			c.respond(req.ID, nil, &RemoteError{Code: CodeBadRequest, Errno: syscall.EINVAL, Message: err.Error()})
 			continue
 		}
+		arrived := time.Now()
 		switch req.Op {
 		case OpPing:
 			c.respond(req.ID, Empty{}, nil)
+		case OpAbort:
+			c.handle(ctx, &req, arrived) // no I/O: at once, not behind slow requests
 		case OpClose:
 			c.srv.mu.Lock()
 			c.sess.ended = true
@@ -144,23 +153,45 @@ func (c *serverConn) serveControl(ctx context.Context) error {
 			return errSessionClosed
 		default:
 			select {
-			case sem <- struct{}{}:
+			case queue <- struct{}{}:
 			case <-c.mux.CloseChan():
 				return yamux.ErrSessionShutdown
 			}
 			go func() {
+				defer func() { <-queue }()
+				var expired <-chan time.Time
+				if req.TimeoutMS > 0 {
+					t := time.NewTimer(time.Until(req.deadline(arrived)))
+					defer t.Stop()
+					expired = t.C
+				}
+				select {
+				case sem <- struct{}{}:
+				case <-expired:
+					// The helper stopped waiting for it while it queued.
+					c.respond(req.ID, nil, &RemoteError{Errno: syscall.ETIMEDOUT, Message: fmt.Sprintf("%s: timed out waiting behind %d requests in flight", req.Op, cap(sem))})
+					return
+				case <-c.mux.CloseChan():
+					return
+				}
 				defer func() { <-sem }()
-				c.handle(ctx, &req)
+				c.handle(ctx, &req, arrived)
 			}()
 		}
 	}
 }
 
-// handle runs one request and writes its response.
-func (c *serverConn) handle(ctx context.Context, req *Request) {
+// deadline is when the helper stops waiting for the request that arrived
+// then: its timeout counts from its arrival, not from when work began.
+func (req *Request) deadline(arrived time.Time) time.Time {
+	return arrived.Add(time.Duration(req.TimeoutMS) * time.Millisecond)
+}
+
+// handle runs one request (arrived then) and writes its response.
+func (c *serverConn) handle(ctx context.Context, req *Request, arrived time.Time) {
 	if req.TimeoutMS > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond)
+		ctx, cancel = context.WithDeadline(ctx, req.deadline(arrived))
 		defer cancel()
 	}
 	defer func() {
