@@ -942,11 +942,13 @@ func TestTransportDropIsNoEOF(t *testing.T) {
 // ended.
 type slowDialPod struct {
 	*fakePod
-	ended chan error
+	started chan struct{}
+	ended   chan error
 }
 
 func (p *slowDialPod) Dial(ctx context.Context, network, address string) (net.Conn, error) {
 	if strings.HasPrefix(address, "10.0.0.1:") {
+		close(p.started)
 		<-ctx.Done()
 		p.ended <- ctx.Err()
 		return nil, ctx.Err()
@@ -957,11 +959,16 @@ func (p *slowDialPod) Dial(ctx context.Context, network, address string) (net.Co
 // A helper that gives up on a dial (its caller's context ended) stops the
 // agent's dial too, instead of leaving it to its timeout holding a stream.
 func TestDialAbortCancelsThePodsDial(t *testing.T) {
-	ended := make(chan error, 1)
-	a := startAgent(t, func(s *Server) { s.Handler = &slowDialPod{fakePod: s.Handler.(*fakePod), ended: ended} })
+	started, ended := make(chan struct{}), make(chan error, 1)
+	a := startAgent(t, func(s *Server) {
+		s.Handler = &slowDialPod{fakePod: s.Handler.(*fakePod), started: started, ended: ended}
+	})
 	c := a.client(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
+	go func() {
+		<-started // the agent dials: the caller gives up
+		cancel()
+	}()
 	if _, err := c.DialTCP(ctx, "10.0.0.1:80"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("DialTCP: %v, want the caller's cancellation", err)
 	}
