@@ -96,3 +96,30 @@ func TestListenAnyPort(t *testing.T) {
 		})
 	}
 }
+
+// TestListenOnThePodsAddress: a program that listens on the pod's own
+// address (its hostname resolves to it in the pod's /etc/hosts) listens on
+// loopback instead of failing with EADDRNOTAVAIL.
+func TestListenOnThePodsAddress(t *testing.T) {
+	requireRoot(t)
+	podIP := netip.MustParseAddrPort("10.77.0.9:0")
+	for _, p := range programs {
+		t.Run(p.name, func(t *testing.T) {
+			h := newHandler()
+			accepted := make(chan string, 1)
+			r := run(t, h, runOpts{started: func(tree *launcher.Tree) {
+				go func() { accepted <- dialListening(t, h) }()
+			}}, p.argv(t, "listen", podIP.String())...)
+			if r.code != 0 {
+				t.Fatalf("exit %d", r.code)
+			}
+			if got := <-accepted; got != "hello from probe\n" {
+				t.Errorf("the program's listener answered %q", got)
+			}
+			ls := h.listens()
+			if len(ls) != 1 || !ls[0].actual.Addr().Unmap().IsLoopback() {
+				t.Fatalf("Listening calls %+v, want one on a loopback address", ls)
+			}
+		})
+	}
+}

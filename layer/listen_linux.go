@@ -42,6 +42,20 @@ func (s *Supervisor) bind(c *call) {
 		}
 	default:
 		err = sock.bind(raw)
+		if err == unix.EADDRNOTAVAIL && !requested.Addr().IsLoopback() && !requested.Addr().IsUnspecified() {
+			// The pod's own address (gethostbyname(gethostname()) finds it
+			// in the pod's /etc/hosts) is no address of this machine.
+			// Loopback stands in: the session's incoming traffic arrives
+			// there, and nothing opens to the machine's own networks.
+			lo := netip.IPv6Loopback()
+			if requested.Addr().Unmap().Is4() {
+				lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+			}
+			if la, lerr := encodeSockaddr(sock.family, netip.AddrPortFrom(lo, requested.Port()), sock.v6only()); lerr == nil {
+				raw = la
+				err = sock.bind(raw)
+			}
+		}
 		if (err == unix.EADDRINUSE || err == unix.EACCES) && requested.Port() != 0 {
 			if err = sock.bind(withPort(raw, 0)); err == nil {
 				rebound = true
