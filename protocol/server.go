@@ -164,7 +164,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	c := &serverConn{srv: s, mux: mux, wire: wire, ctrl: ctrl, streams: map[uint32]func(){}, relays: map[uint32]*tcpRelay{}}
+	c := &serverConn{srv: s, mux: mux, wire: wire, ctrl: ctrl, streams: map[uint32]*dataStream{}, relays: map[uint32]*tcpRelay{}}
 	sess, reply := s.admit(hello, c)
 	reply.Protocol = Version
 	if reply.Error == nil {

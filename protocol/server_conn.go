@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/doppel-dev/doppel/internal/netpipe"
 )
 
 // Per-request and per-stream limits of the agent.
@@ -42,7 +44,7 @@ type serverConn struct {
 	lastSeen atomic.Int64
 
 	mu      sync.Mutex
-	streams map[uint32]func() // data streams by yamux id: their abort
+	streams map[uint32]*dataStream // data streams by yamux id
 	early   earlyAborts
 	relays  map[uint32]*tcpRelay // TCP dial streams by yamux id: bulk joins find them here
 	wg      sync.WaitGroup
@@ -66,13 +68,13 @@ func (c *serverConn) serve(ctx context.Context) error {
 	err := c.serveControl(ctx)
 	c.mux.Close()
 	c.mu.Lock()
-	aborts := make([]func(), 0, len(c.streams))
-	for _, abort := range c.streams {
-		aborts = append(aborts, abort)
+	broken := make([]*dataStream, 0, len(c.streams))
+	for _, ds := range c.streams {
+		broken = append(broken, ds)
 	}
 	c.mu.Unlock()
-	for _, abort := range aborts {
-		abort()
+	for _, ds := range broken {
+		ds.breakOff() // the transport ended: no stream goes on, none ends in order
 	}
 	c.wg.Wait()
 	if errors.Is(err, io.EOF) || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, errSessionClosed) {
@@ -395,7 +397,7 @@ func (c *serverConn) register(ds *dataStream) bool {
 	if len(c.streams) >= c.srv.maxStreams() {
 		return false
 	}
-	c.streams[id] = ds.abort
+	c.streams[id] = ds
 	c.wg.Add(1)
 	return true
 }
@@ -408,13 +410,13 @@ func (c *serverConn) unregister(ds *dataStream) {
 
 func (c *serverConn) abortStream(id uint32) {
 	c.mu.Lock()
-	abort := c.streams[id]
-	if abort == nil {
+	ds := c.streams[id]
+	if ds == nil {
 		c.early.note(id, c.srv.maxStreams())
 	}
 	c.mu.Unlock()
-	if abort != nil {
-		abort()
+	if ds != nil {
+		ds.abort()
 	}
 }
 
@@ -462,16 +464,27 @@ type dataStream struct {
 	done    chan struct{}
 }
 
-// abort tears the stream down now: the pod connection or file closes and
-// the helper's side sees the stream end.
-func (ds *dataStream) abort() {
+// abort tears the stream down now, as the helper asked (its local
+// connection closed): the pod connection or file closes and the helper's
+// side sees the stream end.
+func (ds *dataStream) abort() { ds.end(false) }
+
+// breakOff ends the stream with its transport: the pod connection is reset,
+// so that the pod's server does not take what it got for the whole.
+func (ds *dataStream) breakOff() { ds.end(true) }
+
+func (ds *dataStream) end(reset bool) {
 	ds.mu.Lock()
 	ds.aborted = true
 	closers := ds.closers
 	ds.closers = nil
 	ds.mu.Unlock()
 	for _, c := range closers {
-		c.Close()
+		if reset {
+			netpipe.Reset(c)
+		} else {
+			c.Close()
+		}
 	}
 	ds.st.Close()
 }
