@@ -3,6 +3,9 @@ package layer
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -125,8 +128,11 @@ func (c *call) receive(nr int, sock socket, flows []udpFlow) (wouldBlock bool) {
 // recvWait waits for a datagram for a blocking recvfrom, recvmsg or
 // recvmmsg (whose timeout is not waited for beyond the first), within
 // the socket's SO_RCVTIMEO. It wakes every pollSlice to notice a caller
-// that a signal took away (its call is then restarted or fails with EINTR
-// on its own).
+// that went away, or a signal for it: a trapped call waits killably, so a
+// ^C or an alarm would not interrupt it as it interrupts the kernel's own
+// wait; the call is then handed back for the signal (see errRestartSys).
+// A socket shut down for reading gives 0, as the kernel's blocking
+// receive does.
 func (s *Supervisor) recvWait(c *call, nr int, p *pendingRecv) {
 	defer p.sock.close()
 	sock, flows := p.sock, p.flows
@@ -152,11 +158,50 @@ func (s *Supervisor) recvWait(c *call, nr int, p *pendingRecv) {
 			}
 			wait = min(wait, left)
 		}
-		fds := []unix.PollFd{{Fd: int32(sock.fd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(fds, int(wait.Milliseconds())+1); n > 0 && !c.receive(nr, sock, flows) {
+		fds := []unix.PollFd{{Fd: int32(sock.fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+		n, _ := unix.Poll(fds, int(wait.Milliseconds())+1)
+		if n > 0 && !c.receive(nr, sock, flows) {
+			return
+		}
+		if n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) != 0 {
+			c.ret(0) // shutdown(2): nothing more will come
+			return
+		}
+		if signalPending(c.tid()) {
+			c.fail(errRestartSys)
 			return
 		}
 	}
+}
+
+// errRestartSys is ERESTARTSYS: a call failed with it is restarted after
+// the signal's handler when the handler has SA_RESTART, and fails with
+// EINTR otherwise — what the kernel does with a wait of its own. With no
+// handler to run it is restarted (and trapped again).
+const errRestartSys = unix.Errno(512)
+
+// signalPending reports a signal pending for thread tid that it does not
+// block (/proc/TID/status: SigPnd, ShdPnd, SigBlk).
+func signalPending(tid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return false
+	}
+	var pending, blocked uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "SigPnd", "ShdPnd":
+			m, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			pending |= m
+		case "SigBlk":
+			blocked, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return pending&^blocked != 0
 }
 
 // translateSender replaces a relay's address in from by the address the

@@ -106,3 +106,48 @@ func TestUDPSenderIsTheDestination(t *testing.T) {
 	r = run(t, h, runOpts{filter: seccomp.Options{UDP: true}}, buildProbe(t, "static"), "udpbatch", remoteUDP.String(), "go")
 	wantContains(t, "output", r.stdout, "reply=echo:go1 from="+remoteUDP.String(), "reply=echo:go2 from="+remoteUDP.String())
 }
+
+// udpInterruptScript waits on blocking receives that no answer ends: an
+// alarm's handler must interrupt the first, as it would the kernel's own
+// wait, and a shutdown from another thread must end the second with 0.
+const udpInterruptScript = `
+import signal, socket, sys, threading, time
+host, port = sys.argv[1].rsplit(":", 1)
+dst = (host, int(port))
+def on_alarm(*_):
+    raise TimeoutError("alarm")
+signal.signal(signal.SIGALRM, on_alarm)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"one", dst)
+signal.alarm(1)
+t0 = time.monotonic()
+try:
+    s.recvfrom(100)
+    print("got=data")
+except TimeoutError:
+    print("interrupted=%d" % round(time.monotonic() - t0))
+s2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s2.sendto(b"two", dst)
+def stop():
+    try:
+        s2.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # ENOTCONN on an unconnected socket, which is shut down all the same
+threading.Timer(0.5, stop).start()
+data, _ = s2.recvfrom(100)
+print("after-shutdown=%r" % data)
+`
+
+// TestUDPReceiveInterrupted: a blocking receive the supervisor waits for is
+// interrupted by a signal and ended by shutdown(2), as the kernel's is.
+func TestUDPReceiveInterrupted(t *testing.T) {
+	requireRoot(t)
+	h := newHandler()
+	h.redirect(remoteUDP, udpEchoAfter(t, 20*time.Second))
+	start := time.Now()
+	r := run(t, h, runOpts{filter: seccomp.Options{UDP: true}}, "python3", "-c", udpInterruptScript, remoteUDP.String())
+	wantContains(t, "output", r.stdout, "interrupted=1", "after-shutdown=b''")
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the script took %s", took)
+	}
+}
