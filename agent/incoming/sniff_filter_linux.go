@@ -13,12 +13,18 @@ func (s *sniffer) filterLocked(ports map[uint16]bool) error {
 	return unix.SetsockoptSockFprog(s.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog)
 }
 
-// bpfAsm assembles a classic BPF program whose jumps name labels.
+// bpfAsm assembles a classic BPF program whose jumps name labels. A
+// conditional jump reaches 255 instructions at most, and the port lists
+// grow with the ports: each conditional jump skips over, or onto,
+// unconditional jumps (32-bit offsets) to its targets, so any number of
+// ports fits (the kernel's limit of 4,096 instructions aside).
 type bpfAsm struct {
 	prog   []unix.SockFilter
 	labels map[string]int
-	jumps  map[int][2]string // instruction -> true, false targets ("" = next)
+	jumps  map[int]string // unconditional jump -> its target
 }
+
+const bpfJA = unix.BPF_JMP | unix.BPF_JA
 
 func (a *bpfAsm) label(name string) { a.labels[name] = len(a.prog) }
 
@@ -26,24 +32,41 @@ func (a *bpfAsm) op(code uint16, k uint32) {
 	a.prog = append(a.prog, unix.SockFilter{Code: code, K: k})
 }
 
+// jump is a conditional jump (or, with code JA, an unconditional one to
+// jt); "" goes on to the next instruction.
 func (a *bpfAsm) jump(code uint16, k uint32, jt, jf string) {
-	a.jumps[len(a.prog)] = [2]string{jt, jf}
-	a.op(code, k)
+	far := func(to string) {
+		a.jumps[len(a.prog)] = to
+		a.op(bpfJA, 0)
+	}
+	switch {
+	case code == bpfJA:
+		far(jt)
+	case jt != "" && jf != "":
+		a.prog = append(a.prog, unix.SockFilter{Code: code, K: k, Jt: 0, Jf: 1})
+		far(jt)
+		far(jf)
+	case jt != "":
+		a.prog = append(a.prog, unix.SockFilter{Code: code, K: k, Jt: 0, Jf: 1})
+		far(jt)
+	case jf != "":
+		a.prog = append(a.prog, unix.SockFilter{Code: code, K: k, Jt: 1, Jf: 0})
+		far(jf)
+	default:
+		a.op(code, k)
+	}
+}
+
+// portMatch jumps to target if A is one of ports, else goes on.
+func (a *bpfAsm) portMatch(ports []uint16, target string) {
+	for _, port := range ports {
+		a.jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, uint32(port), target, "")
+	}
 }
 
 func (a *bpfAsm) assemble() []unix.SockFilter {
 	for at, to := range a.jumps {
-		rel := func(name string) uint8 {
-			if name == "" {
-				return 0
-			}
-			return uint8(a.labels[name] - at - 1)
-		}
-		if a.prog[at].Code == unix.BPF_JMP|unix.BPF_JA {
-			a.prog[at].K = uint32(rel(to[0]))
-			continue
-		}
-		a.prog[at].Jt, a.prog[at].Jf = rel(to[0]), rel(to[1])
+		a.prog[at].K = uint32(a.labels[to] - at - 1)
 	}
 	return a.prog
 }
@@ -77,7 +100,7 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 	if len(ports) == 0 {
 		return []unix.SockFilter{{Code: ret, K: 0}}
 	}
-	a := &bpfAsm{labels: map[string]int{}, jumps: map[int][2]string{}}
+	a := &bpfAsm{labels: map[string]int{}, jumps: map[int]string{}}
 	// M[2] = the packet type: loopback shows each segment twice, once as
 	// outgoing; what leaves the pod is outgoing only.
 	a.op(ldW, adPkttype)
@@ -113,13 +136,8 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 	for p := range ports {
 		list = append(list, p)
 	}
-	for i, port := range list {
-		miss := ""
-		if i == len(list)-1 {
-			miss = "reject"
-		}
-		a.jump(jeq, uint32(port), "segment", miss)
-	}
+	a.portMatch(list, "segment")
+	a.jump(ja, 0, "reject", "")
 	// A SYN, FIN or RST passes; otherwise only a segment with payload:
 	// M[0] - X - the TCP header's length.
 	a.label("segment")
@@ -138,13 +156,8 @@ func sniffFilter(ports map[uint16]bool) []unix.SockFilter {
 	// the client may never send one.
 	a.label("outgoing")
 	a.op(ldHX, 0)
-	for i, port := range list {
-		miss := ""
-		if i == len(list)-1 {
-			miss = "reject"
-		}
-		a.jump(jeq, uint32(port), "reset", miss)
-	}
+	a.portMatch(list, "reset")
+	a.jump(ja, 0, "reject", "")
 	a.label("reset")
 	a.op(ldBX, 13)
 	a.jump(jset, rst, "accept", "reject")

@@ -55,10 +55,7 @@ func TestSniffFilter(t *testing.T) {
 	} {
 		pkt, proto := tcpPacket(c.v6, c.proto, c.port, c.flags, c.payload)
 		if c.reply {
-			tcp := pkt[len(pkt)-32-c.payload:]
-			src, dst := binary.BigEndian.Uint16(tcp[0:]), binary.BigEndian.Uint16(tcp[2:])
-			binary.BigEndian.PutUint16(tcp[0:], dst)
-			binary.BigEndian.PutUint16(tcp[2:], src)
+			swapPorts(pkt, c.payload)
 		}
 		pkttype := uint32(unix.PACKET_HOST)
 		if c.outgoing {
@@ -186,4 +183,58 @@ func runBPF(t *testing.T, prog []unix.SockFilter, pkt []byte, proto, pkttype uin
 	}
 	t.Fatal("the program ran off its end")
 	return 0
+}
+
+// Many ports: the filter's jumps still land (a conditional jump reaches
+// 255 instructions), for the first port and the last, and the program
+// stays within the kernel's 4,096 instructions for a thousand.
+func TestSniffFilterManyPorts(t *testing.T) {
+	ports := map[uint16]bool{}
+	for p := uint16(10000); p < 11000; p++ {
+		ports[p] = true
+	}
+	prog := sniffFilter(ports)
+	if len(prog) > 4096 {
+		t.Fatalf("%d instructions for 1,000 ports", len(prog))
+	}
+	for i, ins := range prog {
+		if ins.Code&0x07 == unix.BPF_JMP && (i+1+int(ins.Jt) >= len(prog) || i+1+int(ins.Jf) >= len(prog) ||
+			ins.Code == unix.BPF_JMP|unix.BPF_JA && i+1+int(ins.K) >= len(prog)) {
+			t.Fatalf("instruction %d jumps out of the program: %+v", i, ins)
+		}
+	}
+	const ack, psh, rst = 0x10, 0x08, 0x04
+	for _, c := range []struct {
+		port            uint16
+		outgoing, reply bool
+		flags           byte
+		payload         int
+		want            bool
+	}{
+		{10000, false, false, ack | psh, 10, true},
+		{10999, false, false, ack | psh, 10, true},
+		{11000, false, false, ack | psh, 10, false},
+		{10999, true, true, rst, 0, true},
+		{11000, true, true, rst, 0, false},
+	} {
+		pkt, proto := tcpPacket(false, 6, c.port, c.flags, c.payload)
+		if c.reply {
+			swapPorts(pkt, c.payload)
+		}
+		pkttype := uint32(unix.PACKET_HOST)
+		if c.outgoing {
+			pkttype = unix.PACKET_OUTGOING
+		}
+		if got := runBPF(t, prog, pkt, proto, pkttype) != 0; got != c.want {
+			t.Errorf("port %d (outgoing %v): passed %v, want %v", c.port, c.outgoing, got, c.want)
+		}
+	}
+}
+
+// swapPorts turns tcpPacket's segment around: from the port, not to it.
+func swapPorts(pkt []byte, payload int) {
+	tcp := pkt[len(pkt)-32-payload:]
+	src, dst := binary.BigEndian.Uint16(tcp[0:]), binary.BigEndian.Uint16(tcp[2:])
+	binary.BigEndian.PutUint16(tcp[0:], dst)
+	binary.BigEndian.PutUint16(tcp[2:], src)
 }
