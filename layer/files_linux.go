@@ -175,6 +175,9 @@ func (s *Supervisor) stat(c *call, path string, follow bool) {
 		c.cont()
 		return
 	}
+	if !c.valid() {
+		return // the caller went away while the session answered: its tid may be another thread's by now
+	}
 	var err error
 	switch nr {
 	case seccomp.SysStat, seccomp.SysLstat:

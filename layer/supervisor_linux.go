@@ -322,6 +322,9 @@ func (s *Supervisor) uname(c *call) {
 	clear(u.Nodename[:])
 	copy(u.Nodename[:len(u.Nodename)-1], name)
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&u)), unsafe.Sizeof(u))
+	if !c.valid() {
+		return // the hostname may have taken a while: the tid may be another thread's by now
+	}
 	if err := c.write(c.arg(0), b); err != nil {
 		c.fail(unix.EFAULT)
 		return
