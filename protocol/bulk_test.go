@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -273,5 +274,48 @@ func TestBulkAbortEndsABlockedSplice(t *testing.T) {
 	case <-closed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the pod's connection still takes bytes 5 s after the abort")
+	}
+}
+
+// A read deadline set before a download moved to its bulk connection
+// holds there too: a pod that stops sending times the read out.
+func TestBulkKeepsTheReadDeadline(t *testing.T) {
+	addr := echoServer(t, func(c net.Conn) {
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "GET\n" {
+			return
+		}
+		c.Write(pattern(2 << 20))
+		io.Copy(io.Discard, c) // then nothing more, until the client goes
+	})
+	a := startAgent(t, nil)
+	c := a.client(t)
+	c.SetBulk(agentDialer(a), 1<<20)
+	conn, err := c.DialTCP(testCtx(t), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	io.WriteString(conn, "GET\n")
+	if _, err := io.ReadFull(conn, make([]byte, 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return c.BulkCount() == 1 })
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := conn.Read(make([]byte, 1)); err != nil { // (0, nil) at the move to the bulk connection
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("read past the deadline: %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read on the bulk connection ignores the deadline set before it joined")
 	}
 }

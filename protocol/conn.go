@@ -38,6 +38,8 @@ type Conn struct {
 	closed  bool
 	join    *join    // asked for
 	bulk    net.Conn // reading there, after the stream's FIN
+	// readDeadline is the last one set, for a bulk connection joining later.
+	readDeadline time.Time
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -84,7 +86,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if bc != nil {
 			c.mu.Lock()
 			c.bulk = bc
+			deadline := c.readDeadline
 			c.mu.Unlock()
+			if !deadline.IsZero() {
+				bc.SetReadDeadline(deadline) // set on the stream, it goes on here
+			}
 			return n, nil
 		}
 	}
@@ -189,6 +195,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 // the bulk connection.
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
+	c.readDeadline = t
 	bulk := c.bulk
 	c.mu.Unlock()
 	if bulk != nil {
