@@ -396,7 +396,17 @@ func (s *Server) listTargets(ctx context.Context, p ListTargetsParams) (any, err
 		if err != nil {
 			return nil, err
 		}
-		ko = kube.Options{Kubeconfig: cfg.KubeconfigPath(), Context: cfg.KubeContext, Namespace: cfg.Target.Namespace}
+		// The config's keys, under doppel ide's own flags (as startSession
+		// takes them): the picker lists the cluster the session will use.
+		if ko.Kubeconfig == "" {
+			ko.Kubeconfig = cfg.KubeconfigPath()
+		}
+		if ko.Context == "" {
+			ko.Context = cfg.KubeContext
+		}
+		if ko.Namespace == "" {
+			ko.Namespace = cfg.Target.Namespace
+		}
 	}
 	if p.Kubeconfig != "" {
 		ko.Kubeconfig = p.Kubeconfig

@@ -325,6 +325,20 @@ func TestListTargets(t *testing.T) {
 	if !strings.Contains(string(raw), `"readyPods":1`) || !strings.Contains(string(raw), `"path":"deployment/backend"`) {
 		t.Errorf("listTargets: %s", raw)
 	}
+	// With a config file, doppel ide's own flags still win over its keys,
+	// as they do for the session (the picker must list that cluster).
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgFile, []byte("kube_context: from-file\ntarget: {path: deployment/backend, namespace: file-ns}\n"), 0o644)
+	flagged := startServer(t, Options{Kube: kube.Options{Context: "from-flag"}, List: func(_ context.Context, ko kube.Options, _ kube.ListOptions) (*kube.Listing, error) {
+		asked = ko
+		return &kube.Listing{Namespace: ko.Namespace}, nil
+	}})
+	flagged.initialize()
+	flagged.mustCall(MethodListTargets, ListTargetsParams{ConfigFile: cfgFile}, &raw)
+	if asked.Context != "from-flag" || asked.Namespace != "file-ns" {
+		t.Errorf("with a config file and --context: asked %+v, want context from-flag, namespace file-ns", asked)
+	}
 	e := c.call(MethodListTargets, ListTargetsParams{Namespace: "forbidden"}, nil)
 	wantCode(t, "listTargets forbidden", e, CodeCluster)
 	if !strings.Contains(string(e.Data), `"reason":"forbidden"`) || !strings.Contains(string(e.Data), `"category":"cluster"`) {
