@@ -562,6 +562,7 @@ func (d *decoder) unknownKey(k *yaml.Node, parent, key string, candidates []stri
 	full := joinKey(parent, key)
 	if why, ok := ignoredMirrordKey(full); ok {
 		d.warnAt(k, full, CodeIgnored, "mirrord setting not supported by doppel, ignored (%s)", why)
+		d.values[full] = pos{k.Line, k.Column} // seen: a check may depend on what was ignored
 		return
 	}
 	e := &Error{File: d.file, Line: k.Line, Column: k.Column, KeyPath: full, Code: CodeUnknownKey}

@@ -254,6 +254,10 @@ func (h *HTTPFilterConfig) validate(d *decoder, path string) {
 			check(joinKey(path, f.key), f.pattern, f.regex)
 		}
 	}
+	// A mirrord body rule is ignored (warned about as an operator feature):
+	// in any_of it is left out, which only narrows what is stolen; in
+	// all_of, or as the only filter, leaving it out would widen the steal.
+	var bodyOnly map[int]bool
 	for _, list := range []struct {
 		key   string
 		rules []HTTPFilterRule
@@ -268,6 +272,17 @@ func (h *HTTPFilterConfig) validate(d *decoder, path string) {
 		}
 		for i, r := range list.rules {
 			rulePath := indexKey(at, i)
+			if r.Header == "" && r.Path == "" && r.Method == "" && d.has(joinKey(rulePath, "body")) {
+				if list.key == "all_of" {
+					d.errorf(joinKey(rulePath, "body"), CodeValue, "a body filter (a mirrord operator feature) can't be applied here, and without it all_of would steal more requests than asked: remove the rule, or match on header, path or method")
+				} else {
+					if bodyOnly == nil {
+						bodyOnly = map[int]bool{}
+					}
+					bodyOnly[i] = true
+				}
+				continue
+			}
 			set := 0
 			for _, f := range []struct {
 				key, pattern string
@@ -282,6 +297,21 @@ func (h *HTTPFilterConfig) validate(d *decoder, path string) {
 				d.errorf(rulePath, CodeValue, `needs exactly one of "header", "path" and "method"`)
 			}
 		}
+	}
+	if len(bodyOnly) > 0 {
+		kept := []HTTPFilterRule{}
+		for i, r := range h.AnyOf {
+			if !bodyOnly[i] {
+				kept = append(kept, r)
+			}
+		}
+		if len(kept) == 0 {
+			d.errorf(joinKey(path, "any_of"), CodeValue, "has only body filters (a mirrord operator feature), which can't be applied: match on header, path or method")
+		}
+		h.AnyOf = kept
+	}
+	if len(used) == 0 && d.has(joinKey(path, "body_filter")) {
+		d.errorf(joinKey(path, "body_filter"), CodeValue, "a body filter (a mirrord operator feature) can't be applied, and without it the steal would take every request: use header_filter, path_filter or method_filter")
 	}
 	if len(used) > 1 {
 		d.errorf(path, CodeConflict, "%s cannot be used together: use one, or combine them with all_of or any_of", joinAnd(used))

@@ -479,3 +479,32 @@ func TestNullElementsAreErrors(t *testing.T) {
 		}
 	}
 }
+
+// mirrord's body rules are ignored, and never widen a filtered steal: in
+// any_of the rule is left out; in all_of, or as the only filter, it is an
+// error.
+func TestBodyFiltersNeverWidenTheSteal(t *testing.T) {
+	write := func(body string) string {
+		p := filepath.Join(t.TempDir(), "config.json")
+		if err := os.WriteFile(p, []byte(`{"feature":{"network":{"incoming":{"mode":"steal","http_filter":`+body+`}}}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := Load(write(`{"any_of":[{"header":"^x-user: a$"},{"body":{"json_path":"$.user"}}]}`))
+	if err != nil {
+		t.Fatalf("any_of with a body rule: %v", err)
+	}
+	if rules := c.Feature.Network.Incoming.HTTPFilter.AnyOf; len(rules) != 1 || rules[0].Header != "^x-user: a$" {
+		t.Errorf("any_of after leaving the body rule out: %+v", rules)
+	}
+	for _, body := range []string{
+		`{"all_of":[{"header":"^x-user: a$"},{"body":{"json_path":"$.user"}}]}`,
+		`{"any_of":[{"body":{"json_path":"$.user"}}]}`,
+		`{"body_filter":{"json_path":"$.user"}}`,
+	} {
+		if _, err := Load(write(body)); err == nil || !strings.Contains(err.Error(), "body filter") {
+			t.Errorf("http_filter %s: %v, want an error about the body filter", body, err)
+		}
+	}
+}
