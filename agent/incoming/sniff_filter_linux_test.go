@@ -22,17 +22,7 @@ func TestSniffFilter(t *testing.T) {
 		t.Fatal("no ports must reject everything")
 	}
 	const ack, psh, syn, fin, rst = 0x10, 0x08, 0x02, 0x01, 0x04
-	for _, c := range []struct {
-		name     string
-		v6       bool
-		outgoing bool
-		proto    byte
-		port     uint16
-		flags    byte
-		payload  int
-		reply    bool // from the port rather than to it
-		want     bool
-	}{
+	for _, c := range []filterCase{
 		{"v4 data", false, false, 6, 8080, ack | psh, 83, false, true},
 		{"v4 data, second port", false, false, 6, 9090, ack, 1, false, true},
 		{"v4 bare ack", false, false, 6, 8080, ack, 0, false, false},
@@ -53,18 +43,36 @@ func TestSniffFilter(t *testing.T) {
 		{"v6 syn", true, false, 6, 9090, syn, 0, false, true},
 		{"v6 other port", true, false, 6, 22, ack, 10, false, false},
 	} {
-		pkt, proto := tcpPacket(c.v6, c.proto, c.port, c.flags, c.payload)
-		if c.reply {
-			swapPorts(pkt, c.payload)
-		}
-		pkttype := uint32(unix.PACKET_HOST)
-		if c.outgoing {
-			pkttype = unix.PACKET_OUTGOING
-		}
-		if got := runBPF(t, p, pkt, proto, pkttype) != 0; got != c.want {
+		if got := c.passes(t, p); got != c.want {
 			t.Errorf("%s: passed %v, want %v", c.name, got, c.want)
 		}
 	}
+}
+
+// filterCase is a TCP segment the capture filter is run on.
+type filterCase struct {
+	name     string
+	v6       bool
+	outgoing bool
+	proto    byte
+	port     uint16
+	flags    byte
+	payload  int
+	reply    bool // from the port rather than to it
+	want     bool
+}
+
+// passes reports whether prog passes the case's segment.
+func (c filterCase) passes(t *testing.T, prog []unix.SockFilter) bool {
+	pkt, proto := tcpPacket(c.v6, c.proto, c.port, c.flags, c.payload)
+	if c.reply {
+		swapPorts(pkt, c.payload)
+	}
+	pkttype := uint32(unix.PACKET_HOST)
+	if c.outgoing {
+		pkttype = unix.PACKET_OUTGOING
+	}
+	return runBPF(t, prog, pkt, proto, pkttype) != 0
 }
 
 // tcpPacket builds an IP packet (IPv4 with 8 bytes of options, to move
@@ -204,29 +212,15 @@ func TestSniffFilterManyPorts(t *testing.T) {
 		}
 	}
 	const ack, psh, rst = 0x10, 0x08, 0x04
-	for _, c := range []struct {
-		port            uint16
-		outgoing, reply bool
-		flags           byte
-		payload         int
-		want            bool
-	}{
-		{10000, false, false, ack | psh, 10, true},
-		{10999, false, false, ack | psh, 10, true},
-		{11000, false, false, ack | psh, 10, false},
-		{10999, true, true, rst, 0, true},
-		{11000, true, true, rst, 0, false},
+	for _, c := range []filterCase{
+		{name: "first port", port: 10000, proto: 6, flags: ack | psh, payload: 10, want: true},
+		{name: "last port", port: 10999, proto: 6, flags: ack | psh, payload: 10, want: true},
+		{name: "other port", port: 11000, proto: 6, flags: ack | psh, payload: 10},
+		{name: "server's rst, last port", port: 10999, proto: 6, outgoing: true, reply: true, flags: rst, want: true},
+		{name: "server's rst, other port", port: 11000, proto: 6, outgoing: true, reply: true, flags: rst},
 	} {
-		pkt, proto := tcpPacket(false, 6, c.port, c.flags, c.payload)
-		if c.reply {
-			swapPorts(pkt, c.payload)
-		}
-		pkttype := uint32(unix.PACKET_HOST)
-		if c.outgoing {
-			pkttype = unix.PACKET_OUTGOING
-		}
-		if got := runBPF(t, prog, pkt, proto, pkttype) != 0; got != c.want {
-			t.Errorf("port %d (outgoing %v): passed %v, want %v", c.port, c.outgoing, got, c.want)
+		if got := c.passes(t, prog); got != c.want {
+			t.Errorf("%s: passed %v, want %v", c.name, got, c.want)
 		}
 	}
 }

@@ -18,16 +18,10 @@ import (
 // resolver would.
 func fakeZone(zone map[string]string) exchangeFunc {
 	return func(_ context.Context, query []byte) ([]byte, error) {
-		var p dnsmessage.Parser
-		hdr, err := p.Start(query)
+		hdr, q, err := reply(query)
 		if err != nil {
 			return nil, err
 		}
-		q, err := p.Question()
-		if err != nil {
-			return nil, err
-		}
-		hdr.Response = true
 		ip, ok := zone[strings.TrimSuffix(q.Name.String(), ".")]
 		if !ok {
 			hdr.RCode = dnsmessage.RCodeNameError
@@ -42,6 +36,18 @@ func fakeZone(zone map[string]string) exchangeFunc {
 		}
 		return b.Finish()
 	}
+}
+
+// reply is the header of the answer to query, and its question.
+func reply(query []byte) (dnsmessage.Header, dnsmessage.Question, error) {
+	var p dnsmessage.Parser
+	hdr, err := p.Start(query)
+	if err != nil {
+		return hdr, dnsmessage.Question{}, err
+	}
+	q, err := p.Question()
+	hdr.Response = true
+	return hdr, q, err
 }
 
 func resolverFor(addr netip.AddrPort, network string) *net.Resolver {
@@ -137,16 +143,10 @@ func TestListenUDPAndTCPAvoidsATakenUDPPort(t *testing.T) {
 // and the client gets it whole over TCP, as it would in the pod.
 func TestDNSResponderTruncatesForUDP(t *testing.T) {
 	many := func(_ context.Context, query []byte) ([]byte, error) {
-		var p dnsmessage.Parser
-		hdr, err := p.Start(query)
+		hdr, q, err := reply(query)
 		if err != nil {
 			return nil, err
 		}
-		q, err := p.Question()
-		if err != nil {
-			return nil, err
-		}
-		hdr.Response = true
 		b := dnsmessage.NewBuilder(nil, hdr)
 		b.StartQuestions()
 		b.Question(q)
