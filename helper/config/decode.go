@@ -47,8 +47,11 @@ type decoder struct {
 	// shorthand ("exclude": "A;B" gives exclude[0], exclude[1]) to the
 	// path the user wrote.
 	display map[string]string
-	nodes   int
-	tooBig  bool
+	// overridden are the key paths the command line set (Apply): what is
+	// reported there has no place in the file.
+	overridden map[string]bool
+	nodes      int
+	tooBig     bool
 }
 
 func newDecoder(file string) *decoder {
@@ -536,6 +539,11 @@ func (d *decoder) warnf(path string, code Code, format string, args ...any) {
 
 func (d *decoder) located(path string, code Code, sev Severity, msg string) *Error {
 	e := &Error{File: d.file, KeyPath: d.displayPath(path), Message: msg, Code: code, Severity: sev}
+	if changedPath(d.overridden, path) {
+		e.File = ""
+		e.Message += " (set on the command line)"
+		return e
+	}
 	for p := path; p != ""; p = parentKey(p) {
 		if at, ok := d.values[p]; ok {
 			e.Line, e.Column = at.line, at.col

@@ -361,6 +361,7 @@ func (c *Config) Apply(o Overrides) error {
 		orig = &origin{values: map[string]pos{}, display: map[string]string{}}
 	}
 	d = newDecoder(orig.file)
+	d.overridden = changed
 	for p, at := range orig.values {
 		if !changedPath(changed, p) {
 			d.values[p] = at

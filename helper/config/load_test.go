@@ -393,21 +393,29 @@ func TestApply(t *testing.T) {
 		t.Errorf("env include %q exclude %q", c.Feature.Env.Include, c.Feature.Env.Exclude)
 	}
 
+	// A value from the command line is reported at no line of the file
+	// (errors placed in the file start with its name); a value of the file
+	// in conflict with a flag keeps its line.
+	const steal = "feature:\n  network:\n    incoming: steal\n"
+	const targetless = "target: targetless\nfeature:\n  network:\n    incoming:\n      ports: [80]\n"
 	for _, tc := range []struct {
+		file string
 		o    Overrides
 		want string
 	}{
-		{Overrides{Target: "deploy/x"}, `target.path: invalid target kind "deploy"`},
-		{Overrides{FSMode: "raed"}, `feature.fs.mode: invalid value "raed": must be one of "read", "write", "local", "localwithoverrides" (did you mean "read"?)`},
-		{Overrides{IncomingMode: "steel"}, `feature.network.incoming.mode: invalid value "steel"`},
-		{Overrides{EnvInclude: []string{"A"}, EnvExclude: []string{"B"}}, "include and exclude cannot be used together"},
-		// A value from the command line conflicting with the file: the
-		// file's side keeps its line, the flag's has none.
-		{Overrides{Target: "targetless"}, "test.yaml:3:15: feature.network.incoming.mode: steal needs a target"},
+		{steal, Overrides{Target: "deploy/x"}, `target.path: invalid target kind "deploy"`},
+		{steal, Overrides{FSMode: "raed"}, `feature.fs.mode: invalid value "raed": must be one of "read", "write", "local", "localwithoverrides" (did you mean "read"?)`},
+		{steal, Overrides{IncomingMode: "steel"}, `feature.network.incoming.mode: invalid value "steel"`},
+		{steal, Overrides{EnvInclude: []string{"A"}, EnvExclude: []string{"B"}}, "include and exclude cannot be used together"},
+		{steal, Overrides{Target: "targetless"}, "test.yaml:3:15: feature.network.incoming.mode: steal needs a target"},
+		// The file has feature.network.incoming, not its mode.
+		{targetless, Overrides{IncomingMode: "steal"}, "feature.network.incoming.mode: steal needs a target; a targetless run has no traffic to steal (set on the command line)"},
+		{targetless, Overrides{Target: "targetless", IncomingMode: "steal"}, "feature.network.incoming.mode: steal needs a target"},
 	} {
-		c := mustParse(t, "feature:\n  network:\n    incoming: steal\n")
+		c := mustParse(t, tc.file)
 		err := c.Apply(tc.o)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) ||
+			!strings.HasPrefix(tc.want, "test.yaml:") && strings.Contains(err.Error(), "test.yaml:") {
 			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
 		}
 	}

@@ -93,11 +93,14 @@ func NewServer(opts Options) *Server {
 
 // Serve runs the protocol on rwc; see the package function.
 func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
-	s.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(rwc), jsonrpc2.WithCodec(stdCodec{}))
+	in := &readWatch{ReadWriteCloser: rwc, ended: make(chan struct{})}
+	s.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(in), jsonrpc2.WithCodec(stdCodec{}))
 	s.conn.Go(ctx, s.handle)
 	linger := 5 * time.Second
 	select {
-	case <-s.conn.Done():
+	case <-in.ended:
+		// Not conn.Done, which waits for the requests in flight: a
+		// session start among them is cancelled now, not finished first.
 		s.log.Info("the client closed the stream")
 	case <-s.exit:
 		// A client may keep our stdin open after exit: a read blocked on
@@ -121,6 +124,21 @@ func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
 		return errors.New("exit without shutdown")
 	}
 	return nil
+}
+
+// readWatch closes ended when a read fails: the client closed the stream.
+type readWatch struct {
+	io.ReadWriteCloser
+	once  sync.Once
+	ended chan struct{}
+}
+
+func (r *readWatch) Read(b []byte) (int, error) {
+	n, err := r.ReadWriteCloser.Read(b)
+	if err != nil {
+		r.once.Do(func() { close(r.ended) })
+	}
+	return n, err
 }
 
 // stdCodec encodes payloads with encoding/json, so that the types'
@@ -247,8 +265,10 @@ func (s *Server) call(ctx context.Context, method string, req *jsonrpc2.Request)
 		if err != nil {
 			return nil, err
 		}
+		// Recorded before Async: the handler sees requests in order.
+		sess.wantPaused(p.Paused)
 		jsonrpc2.Async(ctx)
-		sess.setPaused(ctx, p.Paused)
+		sess.syncPaused(ctx)
 		return nil, nil
 	case MethodListSessions:
 		return s.listSessions(), nil
@@ -450,7 +470,9 @@ func listCluster(ctx context.Context, ko kube.Options, lo kube.ListOptions) (*ku
 func (s *Server) get(id string) (*ideSession, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sess := s.sessions[id]; sess != nil {
+	// A session whose run ended stays in the table until the IDE ends it
+	// (its debuggee may still run), but takes no more launches or states.
+	if sess := s.sessions[id]; sess != nil && sess.live() {
 		return sess, nil
 	}
 	return nil, &sessionError{id}

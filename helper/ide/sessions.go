@@ -30,15 +30,23 @@ type ideSession struct {
 	started time.Time
 	target  *TargetRef
 
-	mu        sync.Mutex
-	run       *session.Run
-	state     string
-	paused    bool
-	ended     bool
-	ignore    []uint16 // debugger ports: never subscribed
-	preload   *layer.PreloadServer
-	preloadIn string // the preload socket's directory
-	trees     []*launcher.Tree
+	mu    sync.Mutex
+	run   *session.Run
+	state string
+	why   string // the reason of the last state
+	// paused is the debuggee's state as the IDE last told it; told is
+	// what the session last accepted. pausing orders the calls that
+	// bring told to paused.
+	paused  bool
+	told    bool
+	pausing sync.Mutex
+	// setPausedFn is run.SetPaused (a fake in unit tests).
+	setPausedFn func(ctx context.Context, paused bool) (bool, error)
+	ended       bool
+	ignore      []uint16 // debugger ports: never subscribed
+	preload     *layer.PreloadServer
+	preloadIn   string // the preload socket's directory
+	trees       []*launcher.Tree
 }
 
 func (s *ideSession) info() SessionInfo {
@@ -50,14 +58,30 @@ func (s *ideSession) info() SessionInfo {
 // setState records and announces a state.
 func (s *ideSession) setState(state, reason, category string) {
 	s.mu.Lock()
-	if s.ended && state != StateEnded {
+	if (s.ended || s.state == StateEnded) && state != StateEnded {
+		// Ended is final, also when the run ended before the start
+		// finished (a lost agent).
 		s.mu.Unlock()
 		return
 	}
-	s.state = state
+	s.state, s.why = state, reason
 	s.mu.Unlock()
 	s.log.Info("session state", "state", state, "reason", reason)
 	s.srv.notify(NotifySessionState, SessionStateParams{SessionID: s.id, State: state, Reason: reason, Category: category})
+}
+
+// live says whether the session's run goes on: false once it ended (its
+// agent lost) even while the IDE has not ended the session yet.
+func (s *ideSession) live() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.ended && s.state != StateEnded
+}
+
+func (s *ideSession) reasonEnded() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.why
 }
 
 // skipListen keeps debugger ports from being subscribed.
@@ -84,24 +108,41 @@ func (s *ideSession) notice(n session.Notice) {
 	s.srv.notify(NotifyNotice, NoticeParams{SessionID: s.id, Severity: sev, Message: n.Message})
 }
 
-// setPaused passes the debuggee's state to the session (and the agent).
-func (s *ideSession) setPaused(ctx context.Context, paused bool) {
+// wantPaused records the debuggee's state in the order the IDE sent it;
+// syncPaused, which may run out of that order, then passes the latest.
+func (s *ideSession) wantPaused(paused bool) {
 	s.mu.Lock()
-	run := s.run
-	changed := s.paused != paused
 	s.paused = paused
 	s.mu.Unlock()
-	if run == nil || !changed {
+}
+
+// syncPaused passes the debuggee's latest state to the session (and the
+// agent). Concurrent calls are serialized, and each passes the state as it
+// is when its turn comes: a pause and a continue sent back to back never
+// reach the agent in the wrong order.
+func (s *ideSession) syncPaused(ctx context.Context) {
+	s.pausing.Lock()
+	defer s.pausing.Unlock()
+	s.mu.Lock()
+	want, told, set := s.paused, s.told, s.setPausedFn
+	if set == nil && s.run != nil {
+		set = s.run.SetPaused
+	}
+	s.mu.Unlock()
+	if set == nil || want == told {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	told, err := run.SetPaused(ctx, paused)
+	agentTold, err := set(ctx, want)
 	if err != nil {
 		s.notice(session.Notice{Message: fmt.Sprintf("while the debuggee is paused, new connections keep going to it: %v", err)})
 		return
 	}
-	s.log.Info("debuggee state", "paused", paused, "agent_told", told)
+	s.mu.Lock()
+	s.told = want
+	s.mu.Unlock()
+	s.log.Info("debuggee state", "paused", want, "agent_told", agentTold)
 }
 
 // end stops what the session started (Delve) and ends the session.
@@ -273,14 +314,23 @@ func (s *Server) startSession(ctx context.Context, p ResolveLaunchParams, begin 
 	}
 	sess.mu.Unlock()
 	s.mu.Lock()
-	if s.shutdown {
+	// endAll cancels life before it collects the table: a start that
+	// finishes after that must not add a session nobody ends.
+	if s.shutdown || s.life.Err() != nil {
 		s.mu.Unlock()
-		sess.end("the IDE shut the backend down", "")
+		sess.end("the IDE backend stopped", "")
 		return nil, errors.New("the backend is shutting down")
 	}
 	s.sessions[id] = sess
 	s.mu.Unlock()
 	sess.setState(StateReady, "", "")
+	if !sess.live() {
+		// The run ended as it started (the agent lost already).
+		if s, err := s.take(id); err == nil {
+			s.end("", "")
+		}
+		return nil, &clusterError{errors.New("the session ended as soon as it started: " + sess.reasonEnded())}
+	}
 	return sess, nil
 }
 
@@ -310,6 +360,9 @@ func (s *Server) launchPreloaded(sess *ideSession, p ResolveLaunchParams, target
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if sess.ended || sess.state == StateEnded {
+		return nil, &sessionError{sess.id}
+	}
 	if sess.preload == nil {
 		dir, err := os.MkdirTemp("", "doppel-ide-")
 		if err != nil {
@@ -405,10 +458,10 @@ func (s *Server) launchDelve(ctx context.Context, sess *ideSession, p ResolveLau
 		}
 	}()
 	sess.mu.Lock()
-	if sess.ended {
+	if sess.ended || sess.state == StateEnded {
 		sess.mu.Unlock()
 		tree.Kill()
-		return nil, errors.New("the session ended")
+		return nil, &sessionError{sess.id}
 	}
 	sess.trees = append(sess.trees, tree)
 	sess.mu.Unlock()

@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.lsp.dev/jsonrpc2"
 
+	"github.com/doppel-dev/doppel/agent/target"
 	"github.com/doppel-dev/doppel/helper/ide"
 	"github.com/doppel-dev/doppel/test/e2e/framework"
 	"github.com/doppel-dev/doppel/test/tools"
@@ -266,4 +268,62 @@ func TestIDEMissingTarget(t *testing.T) {
 	}
 	p.waitNote(ide.NotifySessionState, 5*time.Second, `"ended"`, "does-not-exist")
 	p.shutdown()
+}
+
+// An agent lost for good ends the IDE's session: it says so, takes no
+// more launches or states, and stays listed until the IDE ends it.
+func TestIDEAgentLost(t *testing.T) {
+	ns, tgt := sleeper(t, "ide-lost")
+	ctx := framework.Context(t, 3*time.Minute)
+	shim, err := buildShim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := configDir(t, execConfig(t, ns, "pod/target"))
+	p := startIDE(t, "DOPPEL_SHIM="+shim)
+	p.mustCall(ide.MethodInitialize, ide.InitializeParams{ClientName: "e2e", WorkspaceFolders: []string{ws}}, nil, time.Minute)
+	launch := map[string]any{"type": "node", "request": "launch", "name": "server", "program": "server.js"}
+	var res ide.ResolveLaunchResult
+	p.mustCall(ide.MethodResolveLaunch, ide.ResolveLaunchParams{Launch: launch, WorkspaceFolder: ws}, &res, 3*time.Minute)
+
+	agent := agentPod(t, ctx, ns)
+	pid, err := target.FindContainer("/proc", agent.Status.ContainerStatuses[0].ContainerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil { // the agent this test's session started
+		t.Fatal(err)
+	}
+	p.waitNote(ide.NotifySessionState, time.Minute, res.SessionID, `"ended"`, `"category":"cluster"`)
+
+	var sessions ide.ListSessionsResult
+	p.mustCall(ide.MethodListSessions, nil, &sessions, 10*time.Second)
+	if len(sessions.Sessions) != 1 || sessions.Sessions[0].State != ide.StateEnded {
+		t.Errorf("sessions after the agent was lost: %+v", sessions)
+	}
+	wantUnknown := func(what string, err error) {
+		t.Helper()
+		var rpc *jsonrpc2.Error
+		if !errors.As(err, &rpc) || rpc.Code != ide.CodeUnknownSession {
+			t.Errorf("%s of the ended session: %v, want code %d", what, err, ide.CodeUnknownSession)
+		}
+	}
+	wantUnknown("resolveLaunch", p.call(ide.MethodResolveLaunch,
+		ide.ResolveLaunchParams{Launch: launch, WorkspaceFolder: ws, SessionID: res.SessionID}, nil, time.Minute))
+	wantUnknown("debuggeeState", p.call(ide.MethodDebuggeeState,
+		ide.DebuggeeStateParams{SessionID: res.SessionID, Paused: true}, nil, time.Minute))
+
+	// The IDE ends it, which releases the rest; a new launch starts anew.
+	p.mustCall(ide.MethodEndSession, ide.SessionParams{SessionID: res.SessionID}, nil, time.Minute)
+	p.mustCall(ide.MethodListSessions, nil, &sessions, 10*time.Second)
+	if len(sessions.Sessions) != 0 {
+		t.Errorf("sessions after endSession: %+v", sessions)
+	}
+	var again ide.ResolveLaunchResult
+	p.mustCall(ide.MethodResolveLaunch, ide.ResolveLaunchParams{Launch: launch, WorkspaceFolder: ws}, &again, 3*time.Minute)
+	if again.SessionID == res.SessionID {
+		t.Errorf("the new launch reused the ended session")
+	}
+	p.shutdown()
+	untouched(t, ctx, tgt)
 }

@@ -512,7 +512,9 @@ class Doppel implements vscode.Disposable {
   async endSession(sessionId: string): Promise<void> {
     const s = this.sessions.get(sessionId);
     if (s) {
-      if (s.state === 'ended') return;
+      // A session that ended by itself (its agent lost) still holds what
+      // the backend started for it (Delve, the preload socket): end it too.
+      if (s.endedByUs) return;
       s.endedByUs = true;
     }
     this.record('endSession', { sessionId });

@@ -8,6 +8,7 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -18,6 +19,8 @@ const repo = path.resolve(extDir, '..', '..');
 const fixture = path.join(extDir, 'test', 'fixture');
 const helperPath = process.env.DOPPEL_HELPER || path.join(repo, 'bin', 'doppel');
 const requireCluster = process.env.DOPPEL_VSCODE_REQUIRE_CLUSTER === '1';
+// hack/cluster's kubectl, which the agent-lost case uses.
+const kubectl = process.env.DOPPEL_KUBECTL || path.join(os.homedir(), '.cache', 'doppel', 'bin', 'kubectl');
 
 function workspace() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'doppel-vscode-unit-'));
@@ -333,6 +336,28 @@ describe('against the local cluster (staging demo)', () => {
     await waitFor('the session to end', async () => {
       const r = await x.api.request('doppel/listSessions');
       return !r.sessions.some((q) => q.sessionId === sid && q.state !== 'ended');
+    });
+    assert.ok(x.api.snapshot().events.some((e) => e.kind === 'endSession' && e.sessionId === sid));
+  });
+
+  it('a session whose agent was lost is still ended with its debug session, which releases it in the helper', async (t) => {
+    if (skip) return t.skip(skip);
+    await x.ctx.workspaceState.update('doppel.target', { path: 'deployment/backend', namespace: 'staging' });
+    await x.h.vscode.commands.executeCommand('doppel.enable');
+    const out = await x.h.resolveLaunch(x.ws, { type: 'node', request: 'launch', name: 'server', program: path.join(x.ws, 'server.js') });
+    assert.ok(out, `a launch: ${JSON.stringify(x.h.record.messages.filter((m) => m.severity === 'error'))}`);
+    const sid = out.__doppelSessionId;
+    const parent = x.h.startDebugSession(out);
+    // The agent pods of staging are this test's: the earlier sessions ended.
+    execFileSync(kubectl, ['-n', 'staging', 'delete', 'pod', '-l', 'app.kubernetes.io/name=doppel-agent', '--grace-period=0', '--force', '--wait=false'],
+      { stdio: 'pipe' });
+    await waitFor('the session to end by itself', () => x.api.snapshot().sessions.find((q) => q.sessionId === sid)?.state === 'ended', 90000);
+    const listed = await x.api.request('doppel/listSessions');
+    assert.equal(listed.sessions.find((q) => q.sessionId === sid)?.state, 'ended', 'the helper keeps it until the IDE ends it');
+    x.h.endDebugSession(parent);
+    await waitFor('the helper to release it', async () => {
+      const r = await x.api.request('doppel/listSessions');
+      return !r.sessions.some((q) => q.sessionId === sid);
     });
     assert.ok(x.api.snapshot().events.some((e) => e.kind === 'endSession' && e.sessionId === sid));
   });
