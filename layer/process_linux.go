@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +23,11 @@ type process struct {
 	Process
 	skip  bool
 	stale atomic.Bool // set by execve: identity and skip are re-read on next use
-	pidfd int
-	refs  atomic.Int32 // users of pidfd, plus one for the table while present
+	// execAt is when an execve was last seen (unix ns), 0 once a refresh
+	// read the new identity.
+	execAt atomic.Int64
+	pidfd  int
+	refs   atomic.Int32 // users of pidfd, plus one for the table while present
 }
 
 func (p *process) release() {
@@ -97,9 +101,15 @@ func (t *processTable) load(tid int) (*process, error) {
 	return p, nil
 }
 
+// execSettle is how long after an execve's notification a refresh that
+// still reads the old identity is taken for one that came before the exec
+// happened, and is read again on the next call.
+var execSettle = time.Second
+
 // refresh reads the identity again (after execve) and asks Skip. Concurrent
 // refreshes of one process read the same values, so the race is harmless.
 func (t *processTable) refresh(p *process) {
+	execAt := p.execAt.Load()
 	p.stale.Store(false)
 	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.PID))
 	var args []string
@@ -109,8 +119,19 @@ func (t *processTable) refresh(p *process) {
 	id := Process{PID: p.PID, TID: p.PID, Exe: exe, Args: args}
 	skip := t.skip(id)
 	t.mu.Lock()
+	same := p.Exe == id.Exe && slices.Equal(p.Args, id.Args)
 	p.Process, p.skip = id, skip
 	t.mu.Unlock()
+	if execAt == 0 {
+		return
+	}
+	if same && time.Since(time.Unix(0, execAt)) < execSettle {
+		// Another thread's call between the execve's notification and the
+		// exec itself: the new program would keep the old identity.
+		p.stale.Store(true)
+		return
+	}
+	p.execAt.CompareAndSwap(execAt, 0)
 }
 
 // snapshot returns p's identity for thread tid.
@@ -124,7 +145,9 @@ func (t *processTable) snapshot(p *process, tid int) (Process, bool) {
 
 // execing marks the process of tid for a fresh identity. The exec has not
 // happened yet when the notification arrives; a call another thread makes in
-// the microseconds before it does is judged by the old identity.
+// the microseconds before it does is judged by the old identity, and the
+// identity is read again until it changes (or execSettle passes: the exec
+// failed, or ran the same program with the same arguments).
 func (t *processTable) execing(tid int) {
 	t.mu.Lock()
 	tgid := tid
@@ -134,6 +157,7 @@ func (t *processTable) execing(tid int) {
 	p := t.byTgid[tgid]
 	t.mu.Unlock()
 	if p != nil {
+		p.execAt.Store(time.Now().UnixNano())
 		p.stale.Store(true)
 	}
 }
