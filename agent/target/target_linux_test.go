@@ -3,9 +3,11 @@
 package target
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -26,6 +28,18 @@ func startChild(t *testing.T, env ...string) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
+	// Start returns before the child's execve is done: until sleep's stack
+	// is set up, /proc shows no environment (or the forked test's).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
+		environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+		if filepath.Base(exe) == "sleep" && (len(env) == 0 || len(environ) > 0) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child did not exec sleep within 5s")
+		}
+	}
 	return cmd
 }
 

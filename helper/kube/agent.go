@@ -40,6 +40,9 @@ const (
 	// LabelUser holds the creator's Kubernetes user name, made a valid
 	// label value (AnnotationUser has it verbatim).
 	LabelUser = "doppel.dev/user"
+	// LabelSession holds the ID of the session that started the agent
+	// (a shared agent serves later sessions too: its log names them).
+	LabelSession = "doppel.dev/session"
 	// AnnotationTarget is "NAMESPACE/POD/CONTAINER", for people.
 	AnnotationTarget = "doppel.dev/target"
 	AnnotationUser   = "doppel.dev/user"
@@ -82,6 +85,8 @@ type AgentOptions struct {
 	TokenHash protocol.TokenHash
 	// User labels the agent (Client.Username); cleanup selects on it.
 	User string
+	// Session labels the agent with the ID of the session starting it.
+	Session string
 	// Progress, if set, receives each step of the start, in order.
 	Progress func(Progress)
 	// Exclusive starts an agent for this session alone, with a generated
@@ -291,12 +296,21 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 	if opts.User != "" {
 		labels[LabelUser] = UserLabel(opts.User)
 	}
+	if opts.Session != "" {
+		labels[LabelSession] = opts.Session
+	}
 	annotations := map[string]string{}
 	maps.Copy(annotations, cfg.Annotations)
 	// A mesh proxy in the agent pod would intercept the port-forward and
 	// the agent's own traffic.
+	// An injected proxy would also outlive the agent and keep its Job
+	// from completing, so that its TTL never removes it.
 	annotations["sidecar.istio.io/inject"] = "false"
+	labels["sidecar.istio.io/inject"] = "false" // newer Istio reads the label
 	annotations["linkerd.io/inject"] = "disabled"
+	annotations["kuma.io/sidecar-injection"] = "disabled"
+	annotations["consul.hashicorp.com/connect-inject"] = "false"
+	annotations["appmesh.k8s.aws/sidecarInjectorWebhook"] = "disabled"
 	annotations[AnnotationPort] = strconv.Itoa(AgentPort)
 	if opts.User != "" {
 		annotations[AnnotationUser] = opts.User
@@ -436,7 +450,7 @@ func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, imag
 		pods, err := c.jobPods(ctx, job)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, c.startTimeout(job, timeout)
+				return nil, c.startTimeout(ctx, job, timeout)
 			}
 			return nil, err
 		}
@@ -474,7 +488,7 @@ func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, imag
 		}
 		select {
 		case <-ctx.Done():
-			return nil, c.startTimeout(job, timeout)
+			return nil, c.startTimeout(ctx, job, timeout)
 		case _, ok := <-changed:
 			if !ok {
 				changed = nil
@@ -643,9 +657,21 @@ func orLatest(v string) string {
 	return v
 }
 
-func (c *Client) startTimeout(job *batchv1.Job, timeout time.Duration) error {
+func (c *Client) startTimeout(ctx context.Context, job *batchv1.Job, timeout time.Duration) error {
+	if err := startCancelled(ctx); err != nil {
+		return err
+	}
 	return errorf(ReasonTimeout, nil, "the agent did not start within %s (agent.startup_timeout); `kubectl describe job %s -n %s` shows why",
 		timeout, job.Name, job.Namespace)
+}
+
+// startCancelled is the error of a start whose ctx was cancelled (^C, the
+// IDE) rather than timed out, or nil.
+func startCancelled(ctx context.Context) error {
+	if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("the agent's start was cancelled: %w", err)
+	}
+	return nil
 }
 
 // Delete removes the agent's Job and its pod at once (sessions on it end).

@@ -24,7 +24,7 @@ func TestAgentJob(t *testing.T) {
 	target := &Target{Namespace: "staging", Pod: "backend-1", PodUID: "uid-1", Node: "node-7", Container: "app",
 		ContainerID: "containerd://" + strings.Repeat("ab", 32)}
 	hash := protocol.HashToken("secret-token")
-	job, err := AgentJob(AgentOptions{Target: target, Config: cfg, TokenHash: hash, User: "alice@example.com"})
+	job, err := AgentJob(AgentOptions{Target: target, Config: cfg, TokenHash: hash, User: "alice@example.com", Session: "s-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,10 +61,12 @@ func TestAgentJob(t *testing.T) {
 		t.Errorf("token file: args %s volumes %+v mounts %+v", args, spec.Volumes, ctr.VolumeMounts)
 	}
 	meta := job.Spec.Template.ObjectMeta
-	if meta.Labels[LabelName] != AgentName || meta.Labels[LabelTargetPod] != "uid-1" || meta.Labels[LabelUser] != "alice.example.com" || meta.Labels["team"] != "a" {
+	if meta.Labels[LabelName] != AgentName || meta.Labels[LabelTargetPod] != "uid-1" || meta.Labels[LabelUser] != "alice.example.com" || meta.Labels["team"] != "a" ||
+		meta.Labels[LabelSession] != "s-1" || meta.Labels["sidecar.istio.io/inject"] != "false" {
 		t.Errorf("labels %v", meta.Labels)
 	}
 	if meta.Annotations["sidecar.istio.io/inject"] != "false" || meta.Annotations["linkerd.io/inject"] != "disabled" ||
+		meta.Annotations["kuma.io/sidecar-injection"] != "disabled" || meta.Annotations["consul.hashicorp.com/connect-inject"] != "false" ||
 		meta.Annotations[AnnotationTarget] != "staging/backend-1/app" || meta.Annotations[AnnotationUser] != "alice@example.com" {
 		t.Errorf("annotations %v", meta.Annotations)
 	}
@@ -129,5 +131,19 @@ func TestExplainForbidden(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Category() != "cluster" {
 		t.Errorf("category")
+	}
+	// A webhook's denial is no RBAC matter: its words reach the user.
+	hook := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "doppel-agent-x",
+		errors.New(`admission webhook "validation.gatekeeper.sh" denied the request: [no-host-pid] hostPID is not allowed`))
+	err = explain(hook, "create", "jobs.batch", "staging")
+	if ReasonOf(err) != ReasonForbidden || strings.Contains(err.Error(), "RBAC") || !strings.Contains(err.Error(), "[no-host-pid] hostPID is not allowed") {
+		t.Errorf("webhook denial: %v", err)
+	}
+	// The subresource the call needed is named, not the server's "pods".
+	sub := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "web",
+		errors.New(`User "x" cannot patch resource "pods/ephemeralcontainers" in API group "" in the namespace "staging"`))
+	err = explain(sub, "patch", "pods/ephemeralcontainers", "staging")
+	if !strings.Contains(err.Error(), `ask for RBAC verb "patch" on "pods/ephemeralcontainers"`) {
+		t.Errorf("subresource: %v", err)
 	}
 }

@@ -132,6 +132,8 @@ func (c *Client) waitEphemeral(ctx context.Context, a *Agent, timeout time.Durat
 	for {
 		pod, err := pods.Get(ctx, a.Pod, metav1.GetOptions{})
 		switch {
+		case startCancelled(ctx) != nil:
+			return startCancelled(ctx)
 		case ctx.Err() != nil:
 			return errorf(ReasonTimeout, nil, "the agent container %s did not start in pod %s/%s within %s (agent.startup_timeout); `kubectl describe pod %s -n %s` shows why",
 				a.Container, a.Namespace, a.Pod, timeout, a.Pod, a.Namespace)

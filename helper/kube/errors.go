@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,7 +76,9 @@ func explain(err error, verb, resource, namespace string) error {
 		plural, group = resource[:i], resource[i+1:]
 	}
 	var status apierrors.APIStatus
-	if errors.As(err, &status) {
+	// The server's details name the resource without its subresource
+	// (pods, for pods/ephemeralcontainers): the caller's name is exact.
+	if errors.As(err, &status) && !strings.Contains(plural, "/") {
 		if d := status.Status().Details; d != nil && d.Kind != "" {
 			plural, group = d.Kind, d.Group
 		}
@@ -88,6 +91,11 @@ func explain(err error, verb, resource, namespace string) error {
 	if namespace != "" {
 		where = "in namespace " + namespace
 	}
+	if !rbacDenial.MatchString(msg) {
+		// An admission webhook or policy (Gatekeeper, Kyverno) answers 403
+		// too: what it says is the cause, not a missing RBAC verb.
+		return errorf(ReasonForbidden, err, "the cluster refused to %s %s %s: %s", verb, full, where, msg)
+	}
 	g := group
 	if g == "" {
 		g = `"" (core)`
@@ -95,6 +103,9 @@ func explain(err error, verb, resource, namespace string) error {
 	return errorf(ReasonForbidden, err, "cannot %s %s %s: ask for RBAC verb %q on %q (API group %s) %s",
 		verb, full, where, verb, plural, g, where)
 }
+
+// rbacDenial is how the API server's authorizer words a denial.
+var rbacDenial = regexp.MustCompile(`\bcannot [a-z]+ resource "`)
 
 // Pod security admission rejections read `pods "x" is forbidden: violates
 // PodSecurity "baseline:latest": host namespaces (hostPID=true), …`.

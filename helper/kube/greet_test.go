@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"slices"
@@ -125,6 +126,13 @@ func TestStartAgentGreetsBeforeRunning(t *testing.T) {
 	// the container runs.
 	if _, err := c.StartAgent(ctx, opts); ReasonOf(err) != ReasonTimeout {
 		t.Fatalf("StartAgent without a hello = %v, want the startup timeout", err)
+	}
+	// Cancelled (^C) is no timeout.
+	_, c = greetCluster(t, counted.Addr().String(), creating, nil)
+	cctx, stop := context.WithCancel(ctx)
+	time.AfterFunc(300*time.Millisecond, stop)
+	if _, err := c.StartAgent(cctx, opts); !errors.Is(err, context.Canceled) || ReasonOf(err) == ReasonTimeout {
+		t.Fatalf("StartAgent cancelled = %v, want context.Canceled", err)
 	}
 
 	// The kubelet answers "pod not found" (a 500, as a proxy without SPDY

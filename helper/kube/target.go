@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -117,7 +119,7 @@ func (c *Client) resolvePod(ctx context.Context, path config.TargetPath, ns stri
 		}
 		return pod, nil
 	}
-	selector, owner, err := c.workloadSelector(ctx, path, ns)
+	selector, rank, err := c.workloadSelector(ctx, path, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -125,78 +127,131 @@ func (c *Client) resolvePod(ctx context.Context, path config.TargetPath, ns stri
 	if err != nil {
 		return nil, explain(err, "list", "pods", ns)
 	}
-	pod, err := pickPod(pods.Items, owner)
+	pod, err := pickPod(pods.Items, rank)
 	if err != nil {
 		return nil, errorf(ReasonNotReady, nil, "%s in namespace %s: %v", path, ns, err)
 	}
 	return pod, nil
 }
 
-// workloadSelector returns the label selector of a workload's pods, and
-// for a CronJob the UID of its latest Job (pods are then also checked by
-// owner, since Jobs' selectors are per Job anyway).
-func (c *Client) workloadSelector(ctx context.Context, path config.TargetPath, ns string) (labels.Selector, string, error) {
+// podRank orders a workload's pods (higher first: its current revision
+// before the old one a rollout is replacing); ok is false for a pod that is
+// not the workload's although its labels match (another controller's).
+type podRank func(p *corev1.Pod) (rank int, ok bool)
+
+// workloadSelector returns the label selector of a workload's pods and how
+// to rank them (nil: all equal).
+func (c *Client) workloadSelector(ctx context.Context, path config.TargetPath, ns string) (labels.Selector, podRank, error) {
 	var ls *metav1.LabelSelector
+	var rank podRank
 	switch path.Kind {
 	case config.TargetDeployment:
 		d, err := c.Clientset.AppsV1().Deployments(ns).Get(ctx, path.Name, metav1.GetOptions{})
 		if err != nil {
-			return nil, "", c.notFound(ctx, err, path, ns)
+			return nil, nil, c.notFound(ctx, err, path, ns)
 		}
 		ls = d.Spec.Selector
+		rank = c.deploymentRank(ctx, d)
 	case config.TargetStatefulSet:
 		s, err := c.Clientset.AppsV1().StatefulSets(ns).Get(ctx, path.Name, metav1.GetOptions{})
 		if err != nil {
-			return nil, "", c.notFound(ctx, err, path, ns)
+			return nil, nil, c.notFound(ctx, err, path, ns)
 		}
 		ls = s.Spec.Selector
+		rank = func(p *corev1.Pod) (int, bool) {
+			if s.Status.UpdateRevision != "" && p.Labels[appsv1.ControllerRevisionHashLabelKey] == s.Status.UpdateRevision {
+				return 1, controlledByOrNone(p, s.UID)
+			}
+			return 0, controlledByOrNone(p, s.UID)
+		}
 	case config.TargetReplicaSet:
 		r, err := c.Clientset.AppsV1().ReplicaSets(ns).Get(ctx, path.Name, metav1.GetOptions{})
 		if err != nil {
-			return nil, "", c.notFound(ctx, err, path, ns)
+			return nil, nil, c.notFound(ctx, err, path, ns)
 		}
 		ls = r.Spec.Selector
+		rank = func(p *corev1.Pod) (int, bool) { return 0, controlledByOrNone(p, r.UID) }
 	case config.TargetJob:
 		j, err := c.Clientset.BatchV1().Jobs(ns).Get(ctx, path.Name, metav1.GetOptions{})
 		if err != nil {
-			return nil, "", c.notFound(ctx, err, path, ns)
+			return nil, nil, c.notFound(ctx, err, path, ns)
 		}
 		ls = j.Spec.Selector
+		rank = func(p *corev1.Pod) (int, bool) { return 0, controlledByOrNone(p, j.UID) }
 	case config.TargetCronJob:
 		return c.cronJobSelector(ctx, path, ns)
 	case config.TargetService:
 		s, err := c.Clientset.CoreV1().Services(ns).Get(ctx, path.Name, metav1.GetOptions{})
 		if err != nil {
-			return nil, "", c.notFound(ctx, err, path, ns)
+			return nil, nil, c.notFound(ctx, err, path, ns)
 		}
 		if len(s.Spec.Selector) == 0 {
-			return nil, "", errorf(ReasonUnsupported, nil, "service %s in namespace %s has no selector, so no pods behind it: target one of its pods or their workload instead", path.Name, ns)
+			return nil, nil, errorf(ReasonUnsupported, nil, "service %s in namespace %s has no selector, so no pods behind it: target one of its pods or their workload instead", path.Name, ns)
 		}
-		return labels.SelectorFromSet(s.Spec.Selector), "", nil
+		return labels.SelectorFromSet(s.Spec.Selector), nil, nil
 	case config.TargetRollout:
-		return c.rolloutSelector(ctx, path, ns)
+		sel, err := c.rolloutSelector(ctx, path, ns)
+		return sel, nil, err
 	default:
-		return nil, "", errorf(ReasonUnsupported, nil, "unsupported target kind %q", path.Kind)
+		return nil, nil, errorf(ReasonUnsupported, nil, "unsupported target kind %q", path.Kind)
 	}
 	if ls == nil {
-		return nil, "", errorf(ReasonUnsupported, nil, "%s in namespace %s has no pod selector", path, ns)
+		return nil, nil, errorf(ReasonUnsupported, nil, "%s in namespace %s has no pod selector", path, ns)
 	}
 	sel, err := metav1.LabelSelectorAsSelector(ls)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return sel, "", nil
+	return sel, rank, nil
+}
+
+// deploymentRank ranks a Deployment's pods by the revision of the
+// ReplicaSet that owns them: during a rollout the new pods come first, and
+// a pod of another workload with matching labels is not the target. When
+// its ReplicaSets can't be listed, all pods the selector finds are equal.
+func (c *Client) deploymentRank(ctx context.Context, d *appsv1.Deployment) podRank {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil
+	}
+	sets, err := c.Clientset.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil
+	}
+	revisions := map[types.UID]int{}
+	for _, rs := range sets.Items {
+		if ownedBy(rs.OwnerReferences, d.UID) {
+			rev, _ := strconv.Atoi(rs.Annotations["deployment.kubernetes.io/revision"])
+			revisions[rs.UID] = rev
+		}
+	}
+	if len(revisions) == 0 {
+		return nil
+	}
+	return func(p *corev1.Pod) (int, bool) {
+		if ref := metav1.GetControllerOf(p); ref != nil {
+			rev, ok := revisions[ref.UID]
+			return rev, ok
+		}
+		return 0, false
+	}
+}
+
+// controlledByOrNone: the pod's controller is uid, or it has none.
+func controlledByOrNone(p *corev1.Pod, uid types.UID) bool {
+	ref := metav1.GetControllerOf(p)
+	return ref == nil || ref.UID == uid
 }
 
 // cronJobSelector targets the pods of the CronJob's most recent Job.
-func (c *Client) cronJobSelector(ctx context.Context, path config.TargetPath, ns string) (labels.Selector, string, error) {
+func (c *Client) cronJobSelector(ctx context.Context, path config.TargetPath, ns string) (labels.Selector, podRank, error) {
 	cj, err := c.Clientset.BatchV1().CronJobs(ns).Get(ctx, path.Name, metav1.GetOptions{})
 	if err != nil {
-		return nil, "", c.notFound(ctx, err, path, ns)
+		return nil, nil, c.notFound(ctx, err, path, ns)
 	}
 	jobs, err := c.Clientset.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, "", explain(err, "list", "jobs.batch", ns)
+		return nil, nil, explain(err, "list", "jobs.batch", ns)
 	}
 	var latest *batchv1.Job
 	for i := range jobs.Items {
@@ -210,45 +265,45 @@ func (c *Client) cronJobSelector(ctx context.Context, path config.TargetPath, ns
 		}
 	}
 	if latest == nil {
-		return nil, "", errorf(ReasonNotReady, nil, "cronjob %s in namespace %s has no job yet (schedule %q): wait for its next run or start one with `kubectl create job --from=cronjob/%s NAME`",
+		return nil, nil, errorf(ReasonNotReady, nil, "cronjob %s in namespace %s has no job yet (schedule %q): wait for its next run or start one with `kubectl create job --from=cronjob/%s NAME`",
 			cj.Name, ns, cj.Spec.Schedule, cj.Name)
 	}
 	sel, err := metav1.LabelSelectorAsSelector(latest.Spec.Selector)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	return sel, string(latest.UID), nil
+	return sel, func(p *corev1.Pod) (int, bool) { return 0, ownedBy(p.OwnerReferences, latest.UID) }, nil
 }
 
 // rolloutSelector reads an Argo Rollout's selector, or that of the
 // Deployment its workloadRef names.
-func (c *Client) rolloutSelector(ctx context.Context, path config.TargetPath, ns string) (labels.Selector, string, error) {
+func (c *Client) rolloutSelector(ctx context.Context, path config.TargetPath, ns string) (labels.Selector, error) {
 	if err := c.requireRollouts(); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	u, err := c.Dynamic.Resource(RolloutResource).Namespace(ns).Get(ctx, path.Name, metav1.GetOptions{})
 	if err != nil {
-		return nil, "", c.notFound(ctx, err, path, ns)
+		return nil, c.notFound(ctx, err, path, ns)
 	}
 	if m, found, _ := unstructured.NestedMap(u.Object, "spec", "selector"); found {
 		var ls metav1.LabelSelector
 		if err := fromUnstructured(m, &ls); err != nil {
-			return nil, "", fmt.Errorf("rollout %s: spec.selector: %w", path.Name, err)
+			return nil, fmt.Errorf("rollout %s: spec.selector: %w", path.Name, err)
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&ls)
-		return sel, "", err
+		return sel, err
 	}
 	kind, _, _ := unstructured.NestedString(u.Object, "spec", "workloadRef", "kind")
 	name, _, _ := unstructured.NestedString(u.Object, "spec", "workloadRef", "name")
 	if kind == "Deployment" && name != "" {
 		d, err := c.Clientset.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return nil, "", fmt.Errorf("rollout %s: its workloadRef deployment %s: %w", path.Name, name, explain(err, "get", "deployments.apps", ns))
+			return nil, fmt.Errorf("rollout %s: its workloadRef deployment %s: %w", path.Name, name, explain(err, "get", "deployments.apps", ns))
 		}
 		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-		return sel, "", err
+		return sel, err
 	}
-	return nil, "", errorf(ReasonUnsupported, nil, "rollout %s in namespace %s has neither spec.selector nor a Deployment workloadRef", path.Name, ns)
+	return nil, errorf(ReasonUnsupported, nil, "rollout %s in namespace %s has neither spec.selector nor a Deployment workloadRef", path.Name, ns)
 }
 
 // requireRollouts fails clearly when Argo Rollouts is not installed.
@@ -386,17 +441,21 @@ func resourceOf(kind config.TargetKind) string {
 	return string(kind) + "s.apps"
 }
 
-// pickPod chooses among a workload's pods: running and ready ones first,
-// then the oldest (the one least likely to be replaced soon), then by
-// name so the choice is stable. owner, when set, keeps only pods that
-// UID owns.
-func pickPod(pods []corev1.Pod, owner string) (*corev1.Pod, error) {
+// pickPod chooses among a workload's pods: running and ready ones only,
+// of the highest rank (the current revision), then the oldest (the one
+// least likely to be replaced soon), then by name so the choice is stable.
+func pickPod(pods []corev1.Pod, rank podRank) (*corev1.Pod, error) {
 	var candidates []*corev1.Pod
+	ranks := map[*corev1.Pod]int{}
 	reasons := map[string]bool{}
 	for i := range pods {
 		p := &pods[i]
-		if owner != "" && !ownedBy(p.OwnerReferences, types.UID(owner)) {
-			continue
+		if rank != nil {
+			r, ok := rank(p)
+			if !ok {
+				continue
+			}
+			ranks[p] = r
 		}
 		if why := notRunning(p); why != "" {
 			reasons[p.Name+": "+why] = true
@@ -421,6 +480,9 @@ func pickPod(pods []corev1.Pod, owner string) (*corev1.Pod, error) {
 	}
 	sort.Slice(candidates, func(i, j int) bool {
 		a, b := candidates[i], candidates[j]
+		if ranks[a] != ranks[b] {
+			return ranks[a] > ranks[b]
+		}
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 			return a.CreationTimestamp.Before(&b.CreationTimestamp)
 		}

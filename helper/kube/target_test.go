@@ -128,6 +128,42 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// During a rollout the new revision's pod is the target, not the older
+// one about to go; a pod of another workload with the same labels never is.
+func TestResolvePrefersTheCurrentRevision(t *testing.T) {
+	owned := func(p *corev1.Pod, uid types.UID) *corev1.Pod {
+		yes := true
+		p.OwnerReferences = []metav1.OwnerReference{{UID: uid, Controller: &yes}}
+		return p
+	}
+	rs := func(name string, uid, owner types.UID, revision string) *appsv1.ReplicaSet {
+		return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: uid, Labels: map[string]string{"app": "api"},
+			Annotations:     map[string]string{"deployment.kubernetes.io/revision": revision},
+			OwnerReferences: []metav1.OwnerReference{{UID: owner}}}}
+	}
+	old := owned(pod("api-1-a", "api", time.Hour, true, "app"), "rs1")
+	current := owned(pod("api-2-a", "api", time.Minute, true, "app"), "rs2")
+	canary := owned(pod("canary-a", "api", 2*time.Hour, true, "app"), "rs9")
+	sts0 := owned(pod("db-0", "db", time.Hour, true, "app"), "sts")
+	sts0.Labels[appsv1.ControllerRevisionHashLabelKey] = "db-old"
+	sts1 := owned(pod("db-1", "db", time.Minute, true, "app"), "sts")
+	sts1.Labels[appsv1.ControllerRevisionHashLabelKey] = "db-new"
+	c := fakeClient(old, current, canary, sts0, sts1,
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "ns", UID: "d1"}, Spec: appsv1.DeploymentSpec{Selector: selector("api")}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "canary", Namespace: "ns", UID: "d9"}, Spec: appsv1.DeploymentSpec{Selector: selector("api")}},
+		rs("api-1", "rs1", "d1", "1"), rs("api-2", "rs2", "d1", "2"), rs("canary-1", "rs9", "d9", "1"),
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "sts"}, Spec: appsv1.StatefulSetSpec{Selector: selector("db")},
+			Status: appsv1.StatefulSetStatus{UpdateRevision: "db-new"}},
+	)
+	for path, want := range map[string]string{"deployment/api": "api-2-a", "deployment/canary": "canary-a", "statefulset/db": "db-1"} {
+		p, _ := config.ParseTargetPath(path)
+		got, err := c.Resolve(context.Background(), p, "")
+		if err != nil || got.Pod != want {
+			t.Errorf("%s: %v %v, want pod %s", path, got, err, want)
+		}
+	}
+}
+
 func TestUserLabel(t *testing.T) {
 	for in, want := range map[string]string{
 		"alice":                              "alice",

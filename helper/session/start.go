@@ -212,7 +212,7 @@ func startCluster(ctx, life context.Context, opts StartOptions) (_ *Reconnecting
 	token := kc.SessionToken(target)
 	hello := protocol.Hello{SessionID: opts.ID, Token: token, Client: ClientInfo()}
 	agent, err := kc.StartAgent(ctx, kube.AgentOptions{
-		Target: target, Config: cfg.Agent, TokenHash: protocol.HashToken(token), User: who,
+		Target: target, Config: cfg.Agent, TokenHash: protocol.HashToken(token), User: who, Session: opts.ID,
 		LogLevel: string(cfg.Doppel.LogLevel),
 		Progress: func(p kube.Progress) { progress(p.Step) },
 		Hello:    &hello,
