@@ -516,3 +516,23 @@ func TestBodyFiltersNeverWidenTheSteal(t *testing.T) {
 		}
 	}
 }
+
+// kubeconfig in a file is relative to the project, like env_file; unset
+// stays unset.
+func TestKubeconfigPathIsTheProjects(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, ".doppel"), 0o755)
+	p := filepath.Join(dir, ".doppel", "config.yaml")
+	os.WriteFile(p, []byte("kubeconfig: kube/dev.yaml\n"), 0o644)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.KubeconfigPath(); got != filepath.Join(dir, "kube", "dev.yaml") {
+		t.Errorf("KubeconfigPath = %q", got)
+	}
+	os.WriteFile(p, []byte("target: targetless\n"), 0o644)
+	if c, err = Load(p); err != nil || c.KubeconfigPath() != "" {
+		t.Errorf("unset: %q %v", c.KubeconfigPath(), err)
+	}
+}

@@ -195,5 +195,9 @@ func (c *Config) KubeconfigPath() string {
 			return filepath.Join(home, rest)
 		}
 	}
+	if c.origin != nil && c.Kubeconfig != "" {
+		// Relative to the project, as every path in the file is.
+		return resolvePath(c.origin.projectDir, c.Kubeconfig)
+	}
 	return c.Kubeconfig
 }

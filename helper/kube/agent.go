@@ -20,7 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/doppel-dev/doppel/helper/config"
@@ -117,7 +117,10 @@ func (p Progress) String() string {
 type Agent struct {
 	Namespace string
 	Job       string // "" for an ephemeral agent
-	Pod       string // the agent's pod; the target pod for an ephemeral agent
+	// jobUID, when known, makes Delete remove that Job only, not one a
+	// later session created under the same name.
+	jobUID types.UID
+	Pod    string // the agent's pod; the target pod for an ephemeral agent
 	// Container is the ephemeral agent container's name ("" for a Job).
 	Container string
 	PodUID    string
@@ -205,7 +208,7 @@ func (c *Client) startAgent(ctx context.Context, opts AgentOptions, step func(st
 			avoid = string(pod.UID) // gone meanwhile: start one
 		}
 	}
-	if err := c.checkPodSecurity(ctx, ns, opts.Target.Targetless(), opts.Config.Privileged); err != nil {
+	if err := c.checkPodSecurity(ctx, ns, opts.Target.Targetless()); err != nil {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -213,7 +216,7 @@ func (c *Client) startAgent(ctx context.Context, opts AgentOptions, step func(st
 		created, err := c.Clientset.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 		if err == nil {
 			a := newAgent()
-			a.Job = created.Name
+			a.Job, a.jobUID = created.Name, created.UID
 			pod, err := c.waitAgent(ctx, a, created, image, step, timeout)
 			if err != nil {
 				// A failed start leaves nothing behind.
@@ -302,9 +305,8 @@ func AgentJob(opts AgentOptions) (*batchv1.Job, error) {
 	annotations := map[string]string{}
 	maps.Copy(annotations, cfg.Annotations)
 	// A mesh proxy in the agent pod would intercept the port-forward and
-	// the agent's own traffic.
-	// An injected proxy would also outlive the agent and keep its Job
-	// from completing, so that its TTL never removes it.
+	// the agent's own traffic, and outlive the agent: its Job would never
+	// complete, so that its TTL never removes it.
 	annotations["sidecar.istio.io/inject"] = "false"
 	labels["sidecar.istio.io/inject"] = "false" // newer Istio reads the label
 	annotations["linkerd.io/inject"] = "disabled"
@@ -441,7 +443,7 @@ func (c *Client) waitAgent(ctx context.Context, a *Agent, job *batchv1.Job, imag
 	// allowed, or ended by the API server).
 	var changed <-chan watch.Event
 	if w, err := c.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{
-		LabelSelector: labels.Set{jobControllerLabel: string(job.UID)}.String(),
+		LabelSelector: jobPodSelector(job),
 	}); err == nil {
 		defer w.Stop()
 		changed = w.ResultChan()
@@ -630,10 +632,9 @@ func (c *Client) events(ctx context.Context, ns, uid string) ([]corev1.Event, er
 // checkPodSecurity fails before anything is created when the namespace's
 // pod security labels forbid what the agent needs (when they can be read:
 // a cluster-wide default policy shows up later, as a FailedCreate event).
-func (c *Client) checkPodSecurity(ctx context.Context, ns string, targetless, privileged bool) error {
-	if targetless && !privileged {
-		return nil
-	}
+// A targetless agent asks for nothing (agent.privileged is for a target's
+// agent only): any level admits it.
+func (c *Client) checkPodSecurity(ctx context.Context, ns string, targetless bool) error {
 	n, err := c.Clientset.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if err != nil {
 		if apierrors.IsNotFound(err) {
@@ -642,7 +643,7 @@ func (c *Client) checkPodSecurity(ctx context.Context, ns string, targetless, pr
 		return nil
 	}
 	level := n.Labels["pod-security.kubernetes.io/enforce"]
-	if level == "baseline" || level == "restricted" {
+	if !targetless && (level == "baseline" || level == "restricted") {
 		return errorf(ReasonPodSecurity, nil, "%s", podSecurityMessage(fmt.Sprintf(
 			`violates PodSecurity %q: host namespaces (hostPID=true), non-default capabilities (NET_ADMIN, SYS_ADMIN, SYS_PTRACE)`,
 			level+":"+orLatest(n.Labels["pod-security.kubernetes.io/enforce-version"])), ns))
@@ -679,11 +680,13 @@ func (a *Agent) Delete(ctx context.Context) error {
 	if a.Job == "" {
 		return nil
 	}
-	err := a.client.Clientset.BatchV1().Jobs(a.Namespace).Delete(ctx, a.Job, metav1.DeleteOptions{
-		PropagationPolicy: ptrTo(metav1.DeletePropagationBackground),
-	})
-	if apierrors.IsNotFound(err) {
-		return nil
+	opts := metav1.DeleteOptions{PropagationPolicy: ptrTo(metav1.DeletePropagationBackground)}
+	if a.jobUID != "" {
+		opts.Preconditions = &metav1.Preconditions{UID: &a.jobUID}
+	}
+	err := a.client.Clientset.BatchV1().Jobs(a.Namespace).Delete(ctx, a.Job, opts)
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or another Job by now
 	}
 	return explain(err, "delete", "jobs.batch", a.Namespace)
 }

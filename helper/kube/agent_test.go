@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/doppel-dev/doppel/helper/config"
@@ -145,5 +147,21 @@ func TestExplainForbidden(t *testing.T) {
 	err = explain(sub, "patch", "pods/ephemeralcontainers", "staging")
 	if !strings.Contains(err.Error(), `ask for RBAC verb "patch" on "pods/ephemeralcontainers"`) {
 		t.Errorf("subresource: %v", err)
+	}
+}
+
+// A targetless agent needs no host access, privileged or not: a baseline
+// namespace admits it; a target's agent is refused before anything is made.
+func TestCheckPodSecurity(t *testing.T) {
+	c := fakeClient(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns", Labels: map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}}})
+	ctx := context.Background()
+	if err := c.checkPodSecurity(ctx, "ns", true); err != nil {
+		t.Errorf("targetless: %v", err)
+	}
+	if err := c.checkPodSecurity(ctx, "ns", false); ReasonOf(err) != ReasonPodSecurity {
+		t.Errorf("a target's agent: %v", err)
+	}
+	if err := c.checkPodSecurity(ctx, "gone", true); ReasonOf(err) != ReasonNotFound {
+		t.Errorf("a namespace that does not exist: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,34 +40,46 @@ func (c *Client) Cleanup(ctx context.Context, opts CleanupOptions) ([]Removed, e
 		set[LabelUser] = UserLabel(opts.User)
 	}
 	sel := metav1.ListOptions{LabelSelector: set.String()}
+	// The label is the user name made label-safe, which two names can
+	// share (alice@corp and alice+corp): the annotation has it verbatim.
+	mine := func(m metav1.ObjectMeta) bool {
+		return opts.User == "" || m.Annotations[AnnotationUser] == opts.User
+	}
 	removed := []Removed{}
 	jobs, err := c.Clientset.BatchV1().Jobs(ns).List(ctx, sel)
 	if err != nil {
 		return removed, explain(err, "list", "jobs.batch", ns)
 	}
+	// One namespace where deleting is refused does not keep the others.
+	var errs []error
 	background := metav1.DeletePropagationBackground
 	jobNames := map[string]bool{}
 	for _, j := range jobs.Items {
-		err := c.Clientset.BatchV1().Jobs(j.Namespace).Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: &background})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return removed, explain(err, "delete", "jobs.batch", j.Namespace)
+		if !mine(j.ObjectMeta) {
+			continue
 		}
 		jobNames[j.Namespace+"/"+j.Name] = true
+		err := c.Clientset.BatchV1().Jobs(j.Namespace).Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: &background})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, explain(err, "delete", "jobs.batch", j.Namespace))
+			continue
+		}
 		removed = append(removed, Removed{Kind: "job", Namespace: j.Namespace, Name: j.Name, Target: j.Annotations[AnnotationTarget]})
 	}
 	pods, err := c.Clientset.CoreV1().Pods(ns).List(ctx, sel)
 	if err != nil {
-		return removed, explain(err, "list", "pods", ns)
+		return removed, errors.Join(append(errs, explain(err, "list", "pods", ns))...)
 	}
 	for _, p := range pods.Items {
-		if jobNames[p.Namespace+"/"+p.Labels["job-name"]] || p.DeletionTimestamp != nil {
-			continue // goes with its Job
+		if !mine(p.ObjectMeta) || jobNames[p.Namespace+"/"+p.Labels["job-name"]] || p.DeletionTimestamp != nil {
+			continue // another's, or goes with its Job
 		}
 		err := c.Clientset.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return removed, explain(err, "delete", "pods", p.Namespace)
+			errs = append(errs, explain(err, "delete", "pods", p.Namespace))
+			continue
 		}
 		removed = append(removed, Removed{Kind: "pod", Namespace: p.Namespace, Name: p.Name, Target: p.Annotations[AnnotationTarget]})
 	}
-	return removed, nil
+	return removed, errors.Join(errs...)
 }

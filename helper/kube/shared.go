@@ -30,10 +30,20 @@ const joinTimeout = 20 * time.Second
 const jobControllerLabel = "batch.kubernetes.io/controller-uid"
 
 // jobPods returns the pods of job.
+// jobPodSelector selects a Job's pods the way its API server labels them:
+// the selector it filled in (controller-uid before Kubernetes 1.27), else
+// the current label.
+func jobPodSelector(job *batchv1.Job) string {
+	if job.Spec.Selector != nil {
+		if sel, err := metav1.LabelSelectorAsSelector(job.Spec.Selector); err == nil && !sel.Empty() {
+			return sel.String()
+		}
+	}
+	return labels.Set{jobControllerLabel: string(job.UID)}.String()
+}
+
 func (c *Client) jobPods(ctx context.Context, job *batchv1.Job) ([]corev1.Pod, error) {
-	pods, err := c.Clientset.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: labels.Set{jobControllerLabel: string(job.UID)}.String(),
-	})
+	pods, err := c.Clientset.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: jobPodSelector(job)})
 	if err != nil {
 		return nil, explain(err, "list", "pods", job.Namespace)
 	}

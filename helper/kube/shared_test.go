@@ -231,3 +231,20 @@ func TestAgentPodStates(t *testing.T) {
 		t.Error("joinable without a token file")
 	}
 }
+
+// A Job's pods are found by the selector its API server filled in: before
+// Kubernetes 1.27 that is controller-uid, not batch.kubernetes.io/….
+func TestJobPodSelector(t *testing.T) {
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "j", UID: "u1"},
+		Spec: batchv1.JobSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"controller-uid": "u1"}}}}
+	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "j-x", Labels: map[string]string{"controller-uid": "u1"}}}
+	c := &Client{Clientset: fake.NewClientset(old)}
+	pods, err := c.jobPods(context.Background(), job)
+	if err != nil || len(pods) != 1 {
+		t.Errorf("pods of a Job labelled the old way: %d %v", len(pods), err)
+	}
+	job.Spec.Selector = nil
+	if sel := jobPodSelector(job); sel != jobControllerLabel+"=u1" {
+		t.Errorf("without a selector: %q", sel)
+	}
+}

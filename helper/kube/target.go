@@ -557,7 +557,10 @@ func chooseContainer(pod *corev1.Pod, name string) (*corev1.Container, error) {
 		all[i] = c.Name
 	}
 	if name == "" {
-		name = pod.Annotations[defaultContainerAnnotation]
+		// kubectl ignores a default naming no container: so do we.
+		if d := pod.Annotations[defaultContainerAnnotation]; slices.Contains(all, d) {
+			name = d
+		}
 	}
 	if name != "" {
 		for i := range pod.Spec.Containers {

@@ -64,13 +64,15 @@ func TestResolve(t *testing.T) {
 	cronNew.OwnerReferences = []metav1.OwnerReference{{UID: "j2"}}
 	defaulted := pod("multi-default", "md", 0, true, "a", "b")
 	defaulted.Annotations = map[string]string{defaultContainerAnnotation: "b"}
+	stale := pod("stale-default", "sd", 0, true, "a", "istio-proxy")
+	stale.Annotations = map[string]string{defaultContainerAnnotation: "renamed"}
 
 	c := fakeClient(
 		web,
 		pod("web-new", "web", time.Minute, true, "app", "istio-proxy"),
 		pod("web-unready", "web", 2*time.Hour, false, "app", "istio-proxy"),
 		pod("multi", "multi", 0, true, "a", "b", "linkerd-proxy"),
-		defaulted,
+		defaulted, stale,
 		pod("lonely", "none", 0, false, "main"),
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"}, Spec: appsv1.DeploymentSpec{Selector: selector("web")}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "ns"}, Spec: appsv1.DeploymentSpec{Selector: selector("x")}},
@@ -88,6 +90,7 @@ func TestResolve(t *testing.T) {
 		{path: "deployment/web/container/istio-proxy", pod: "web-old", container: "istio-proxy"},
 		{path: "pod/web-new", pod: "web-new", container: "app"},
 		{path: "pod/multi-default", pod: "multi-default", container: "b"},
+		{path: "pod/stale-default", pod: "stale-default", container: "a"},
 		{path: "cronjob/cron", pod: "cron-2-x", container: "main"},
 		{path: "pod/multi", reason: ReasonAmbiguousContainer, says: "several containers (a, b)"},
 		{path: "pod/multi/container/c", reason: ReasonNotFound, says: "its containers are: a, b, linkerd-proxy"},
