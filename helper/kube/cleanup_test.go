@@ -50,3 +50,20 @@ func TestCleanupIsTheUsersOnly(t *testing.T) {
 		t.Errorf("another user's agent was removed: %v", err)
 	}
 }
+
+// Where the API server can't say who you are, the kubeconfig's user entry
+// does, so that the agents are labelled and cleanup finds them.
+func TestUsernameFallsBackToTheKubeconfigUser(t *testing.T) {
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "selfsubjectreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: "authentication.k8s.io", Resource: "selfsubjectreviews"}, "")
+	})
+	c := &Client{Clientset: cs, kubeconfigUser: "dev"}
+	if u, err := c.Username(context.Background()); u != "kubeconfig:dev" || err != nil {
+		t.Errorf("Username = %q %v, want kubeconfig:dev", u, err)
+	}
+	c.kubeconfigUser = ""
+	if _, err := c.Username(context.Background()); err == nil {
+		t.Error("no user entry either: no error")
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	authnv1beta1 "k8s.io/api/authentication/v1beta1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -45,6 +47,9 @@ type Client struct {
 	Namespace string
 	// ContextName is the kubeconfig context in use ("" without a file).
 	ContextName string
+	// kubeconfigUser is the context's user entry: who Username says you
+	// are when the API server can't tell.
+	kubeconfigUser string
 	// PortForward chooses the port-forward protocol; "" is plain SPDY
 	// with WebSocket fallback.
 	PortForward PortForwardMode
@@ -95,6 +100,9 @@ func New(opts Options) (*Client, error) {
 	if opts.Context != "" {
 		c.ContextName = opts.Context
 	}
+	if ctx := raw.Contexts[c.ContextName]; ctx != nil {
+		c.kubeconfigUser = ctx.AuthInfo
+	}
 	return c, nil
 }
 
@@ -136,16 +144,31 @@ func (c *Client) namespace(ns string) string {
 
 // Username returns the Kubernetes user the credentials authenticate as
 // (a SelfSubjectReview), which labels the agents this user starts so that
-// `doppel cleanup` finds them from any machine.
+// `doppel cleanup` finds them from any machine. Where the review is not
+// served (before Kubernetes 1.28: v1beta1) or not allowed, it is
+// "kubeconfig:" and the context's user entry: the same for every session
+// and cleanup run with that kubeconfig.
 func (c *Client) Username(ctx context.Context) (string, error) {
 	r, err := c.Clientset.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err == nil && r.Status.UserInfo.Username != "" {
+		return r.Status.UserInfo.Username, nil
+	}
+	notServed := err != nil && (apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err))
+	if notServed {
+		b, berr := c.Clientset.AuthenticationV1beta1().SelfSubjectReviews().Create(ctx, &authnv1beta1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if berr == nil && b.Status.UserInfo.Username != "" {
+			return b.Status.UserInfo.Username, nil
+		}
+	}
+	// Not when the API server could not be reached: a transient error must
+	// not label agents as another user.
+	if c.kubeconfigUser != "" && (err == nil || notServed || apierrors.IsForbidden(err)) {
+		return "kubeconfig:" + c.kubeconfigUser, nil
+	}
 	if err != nil {
 		return "", explain(err, "create", "selfsubjectreviews.authentication.k8s.io", "")
 	}
-	if r.Status.UserInfo.Username == "" {
-		return "", errors.New("the API server did not say who you are (empty SelfSubjectReview)")
-	}
-	return r.Status.UserInfo.Username, nil
+	return "", errors.New("the API server did not say who you are (empty SelfSubjectReview)")
 }
 
 func expandHome(p string) string {
