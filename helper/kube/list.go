@@ -221,6 +221,15 @@ func (c *Client) addRollout(ctx context.Context, out *Listing, o *unstructured.U
 	if m, found, _ := unstructured.NestedMap(o.Object, "spec", "template"); found {
 		_ = fromUnstructured(m, &tmpl)
 	}
+	// With a workloadRef, the Deployment it names has the pod spec (as
+	// Resolve reads it).
+	kind, _, _ := unstructured.NestedString(o.Object, "spec", "workloadRef", "kind")
+	name, _, _ := unstructured.NestedString(o.Object, "spec", "workloadRef", "name")
+	if kind == "Deployment" && name != "" && len(ls.MatchLabels)+len(ls.MatchExpressions) == 0 {
+		if d, err := c.Clientset.AppsV1().Deployments(meta.Namespace).Get(ctx, name, metav1.GetOptions{}); err == nil && d.Spec.Selector != nil {
+			ls, tmpl = *d.Spec.Selector, d.Spec.Template
+		}
+	}
 	sel, err := metav1.LabelSelectorAsSelector(&ls)
 	if err != nil || (len(ls.MatchLabels) == 0 && len(ls.MatchExpressions) == 0) {
 		sel = labels.Nothing()

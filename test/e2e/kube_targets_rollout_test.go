@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -83,6 +85,46 @@ func TestKubeResolveRollout(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A Rollout whose pods a Deployment's spec describes (workloadRef):
+	// resolved and listed through that Deployment.
+	deploy := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "ref"}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr(int32(0)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "rollout-ref"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "rollout-ref"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "unused"}}}}}}
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollouts.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": map[string]any{"name": "ref"},
+		"spec": map[string]any{"workloadRef": map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "ref"}},
+	}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	refPod := framework.ToolboxPod("ref-1a2b", "sleep")
+	refPod.Labels = map[string]string{"app": "rollout-ref"}
+	refPod = cluster.RunPod(t, ns, refPod)
+	refPath, _ := config.ParseTargetPath("rollout/ref")
+	if got, err := client.Resolve(ctx, refPath, ""); err != nil || got.Pod != refPod.Name {
+		t.Errorf("rollout/ref resolved to %v %v, want pod %s", got, err, refPod.Name)
+	}
+	listing, err := client.List(ctx, kube.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, tg := range listing.Targets {
+		if tg.Path == "rollout/ref" {
+			found = true
+			if !tg.Ready || tg.ReadyPods != 1 || len(tg.Containers) != 1 || tg.Containers[0] != "main" {
+				t.Errorf("doppel ls shows rollout/ref as %+v, want its Deployment's pod and container", tg)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("doppel ls does not show rollout/ref: %+v", listing.Targets)
+	}
+
 	missing, _ := config.ParseTargetPath("rollout/nope")
 	if _, err := client.Resolve(ctx, missing, ""); kube.ReasonOf(err) != kube.ReasonNotFound {
 		t.Errorf("rollout/nope: %v (reason %q), want not_found", err, kube.ReasonOf(err))
