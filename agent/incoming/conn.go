@@ -19,13 +19,22 @@ import (
 	"github.com/doppel-dev/doppel/protocol"
 )
 
-// detectTimeout bounds the wait for a client's first bytes on a port with
-// filters: a protocol where the server speaks first (SMTP, MySQL) passes
-// through after it.
+// detectTimeout bounds the wait for a client's first bytes, up to a whole
+// request line, on a port with filters: a protocol where the server speaks
+// first (SMTP, MySQL) passes through after it.
 const detectTimeout = time.Second
 
-// maxPeek is what detection may need: the HTTP/2 preface.
-const maxPeek = len(http1.Preface)
+// h2Limits bound a served HTTP/2 client connection (tests shorten them).
+// IdleTimeout counts only time without open streams, so long gRPC streams
+// are unaffected; a silent peer is PINGed and dropped if it doesn't answer.
+// No ReadHeaderTimeout: a gRPC client that connects ahead of its first
+// call must not be cut off; IdleTimeout bounds a connection that never
+// sends one.
+var h2Limits = h2.Options{
+	IdleTimeout:     2 * time.Minute,
+	ReadIdleTimeout: 30 * time.Second,
+	PingTimeout:     15 * time.Second,
+}
 
 // Handoff is a session that can take incoming connections
 // (protocol.SessionInfo in the agent).
@@ -141,7 +150,7 @@ func (r *router) passthrough(ctx context.Context, client net.Conn, dst netip.Add
 
 // serveFiltered detects HTTP and routes each request by the filters.
 func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrPort, hdr protocol.IncomingHeader) {
-	br := bufio.NewReader(in)
+	br := bufio.NewReaderSize(in, http1.MaxPeek)
 	kind := detect(in, br)
 	buffered := &peekedConn{Conn: in, r: br}
 	original := &originalUpstream{r: r, dst: dst}
@@ -164,7 +173,9 @@ func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrP
 			}
 			return nil
 		}
-		if err := h2.Serve(ctx, buffered, r.pool, route, original, h2.Options{Logger: r.log}); err != nil {
+		opts := h2Limits
+		opts.Logger = r.log
+		if err := h2.Serve(ctx, buffered, r.pool, route, original, opts); err != nil {
 			r.log.Debug("HTTP/2 connection ended", "port", dst.Port(), "err", err)
 		}
 	default:
@@ -173,7 +184,9 @@ func (r *router) serveFiltered(ctx context.Context, in net.Conn, dst netip.AddrP
 }
 
 // detect looks at the client's first bytes: what is buffered, and more
-// only while that is not enough to tell, within detectTimeout.
+// only while that is not enough to tell, within detectTimeout. A request
+// line split over segments is waited for; one that is not complete in
+// time passes through (br holds http1.MaxPeek).
 func detect(in net.Conn, br *bufio.Reader) http1.Kind {
 	in.SetReadDeadline(time.Now().Add(detectTimeout))
 	defer in.SetReadDeadline(time.Time{})
@@ -185,7 +198,7 @@ func detect(in net.Conn, br *bufio.Reader) http1.Kind {
 		if k := http1.Detect(b); k != http1.NeedMore {
 			return k
 		}
-		if len(b) >= maxPeek {
+		if len(b) >= http1.MaxPeek {
 			return http1.Other
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {

@@ -171,27 +171,12 @@ func TestFilteredFollowsSubscriptions(t *testing.T) {
 					var d net.Dialer
 					return d.DialContext(ctx, "tcp", dst.String())
 				}}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			front, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer front.Close()
-			go func() {
-				for {
-					c, err := front.Accept()
-					if err != nil {
-						return
-					}
-					go r.serve(ctx, c, dst)
-				}
-			}()
+			front := serveRouter(t, r, dst)
 			var dials atomic.Int32
 			tr := &http.Transport{Protocols: new(http.Protocols), DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				dials.Add(1)
 				var d net.Dialer
-				return d.DialContext(ctx, "tcp", front.Addr().String())
+				return d.DialContext(ctx, "tcp", front)
 			}}
 			if proto == "HTTP/2.0" {
 				tr.Protocols.SetUnencryptedHTTP2(true)
@@ -227,5 +212,128 @@ func TestFilteredFollowsSubscriptions(t *testing.T) {
 				t.Errorf("%d client connections, want 1", n)
 			}
 		})
+	}
+}
+
+// serveFilteredPort redirects the connections of a listener to r.serve for
+// dst, whose port has a filtered steal routing /local to local; it returns
+// the listener's address.
+func serveFilteredPort(t *testing.T, dst netip.AddrPort, local string) string {
+	t.Helper()
+	alice := &localSession{id: "alice", addr: local}
+	tb := newTable()
+	tb.add(dst.Port(), &sub{sess: alice, mode: protocol.ModeSteal, filter: filter(t, httpfilter.Rule{Path: "^/local"})}, false)
+	pool := h2.NewPool(h2.PoolOptions{})
+	t.Cleanup(func() { pool.Close() })
+	r := &router{table: tb, pool: pool, log: slog.New(slog.DiscardHandler),
+		dialOriginal: func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", dst.String())
+		}}
+	return serveRouter(t, r, dst)
+}
+
+// serveRouter hands the connections of a new listener to r.serve for dst
+// until the test ends; it returns the listener's address.
+func serveRouter(t *testing.T, r *router, dst netip.AddrPort) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); front.Close() })
+	go func() {
+		for {
+			c, err := front.Accept()
+			if err != nil {
+				return
+			}
+			go r.serve(ctx, c, dst)
+		}
+	}()
+	return front.Addr().String()
+}
+
+// TestFilteredPassesOtherTextProtocols: lines of words that are not an
+// HTTP/1 request line reach the pod's server unchanged (not a 400), and a
+// request line split over segments is still taken for HTTP.
+func TestFilteredPassesOtherTextProtocols(t *testing.T) {
+	// The pod's server echoes what it got once the client half-closes.
+	dst := netip.MustParseAddrPort(testnet.Serve(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "echo:%s", b)
+	}))
+	addr := serveFilteredPort(t, dst, startNamed(t, "local"))
+	for _, send := range []string{
+		"get foo\r\n",                          // memcached
+		"SET a b\r\n",                          // Redis inline
+		"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3\r\n",   // SSH banner
+		"NICK x\r\nUSER x 0 * :X\r\n",          // IRC
+		"GET / HTTP/1.1\nHost: x\n\n",          // bare LFs: not for the agent to parse
+		"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\nmore", // not the preface
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, send)
+		c.(*net.TCPConn).CloseWrite()
+		got, err := io.ReadAll(c)
+		c.Close()
+		if string(got) != "echo:"+send {
+			t.Errorf("%q: the client got %q (%v), want it echoed by the pod's server", send, got, err)
+		}
+	}
+
+	t.Run("split request line", func(t *testing.T) {
+		for _, parts := range [][]string{
+			{"GE", "T /local HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
+			{"GET /lo", "cal HTTP/1", ".1\r", "\nHost: x\r\nConnection: close\r\n\r\n"},
+		} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			for i, p := range parts {
+				if i > 0 {
+					time.Sleep(50 * time.Millisecond)
+				}
+				io.WriteString(c, p)
+			}
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("%q: %v", parts, err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			c.Close()
+			if string(body) != "local" {
+				t.Errorf("%q: %d %q, want the filter's upstream", parts, res.StatusCode, body)
+			}
+		}
+	})
+}
+
+// TestFilteredH2IdleTimeout: an h2c client that sends its preface and
+// SETTINGS, then nothing, gets a GOAWAY after the idle timeout and is
+// closed (net/http waits 1 s more for the client to close first).
+func TestFilteredH2IdleTimeout(t *testing.T) {
+	defer func(o h2.Options) { h2Limits = o }(h2Limits)
+	h2Limits.IdleTimeout = 300 * time.Millisecond
+	dst := netip.MustParseAddrPort(startNamed(t, "original"))
+	addr := serveFilteredPort(t, dst, startNamed(t, "local"))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	io.WriteString(c, http1.Preface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00") // an empty SETTINGS frame
+	_, err = io.Copy(io.Discard, c)
+	if el := time.Since(start); err != nil || el < 200*time.Millisecond {
+		t.Errorf("idle connection ended after %v with %v, want closed after about 300ms", el, err)
 	}
 }

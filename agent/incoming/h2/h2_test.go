@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -986,5 +987,91 @@ func TestGoneUpstreamGoesToOriginal(t *testing.T) {
 		if want := live; made != want || (gone.dials.Load() == 1) != want {
 			t.Errorf("live %v: entry made %v after %d dials", live, made, gone.dials.Load())
 		}
+	}
+}
+
+// pipeUpstream hands the test the server end of each connection dialled.
+type pipeUpstream struct{ conns chan net.Conn }
+
+func (u *pipeUpstream) Key() string { return "pipe" }
+func (u *pipeUpstream) Dial(context.Context) (net.Conn, error) {
+	a, b := net.Pipe()
+	u.conns <- b
+	return a, nil
+}
+
+// A 1xx the transport delivers after the client reset its stream and the handler returned
+// is dropped: writing it would panic on the transport's read loop. The upstream here stops
+// reading, so that the transport, blocked sending its RST_STREAM, still knows the stream.
+func TestInformationalAfterHandlerReturned(t *testing.T) {
+	up := &pipeUpstream{conns: make(chan net.Conn, 1)}
+	p := &proxy{pool: newPool(t), original: up, log: slog.New(slog.DiscardHandler), onRequest: func() {}}
+	handled := make(chan struct{})
+	late := make(chan int, 1)
+	front := startH2C(t, "front", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Composed after the proxy's own hook: it runs once that one has returned.
+		r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+			Got1xxResponse: func(code int, _ textproto.MIMEHeader) error { late <- code; return nil },
+		}))
+		p.ServeHTTP(w, r)
+		close(handled)
+	}))
+	client, _ := h2cClient(t, front.addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://svc/", nil)
+		if res, err := client.RoundTrip(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+
+	srv := <-up.conns
+	defer srv.Close()
+	srv.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(srv, make([]byte, len(http2.ClientPreface))); err != nil {
+		t.Fatal(err)
+	}
+	wfr := http2.NewFramer(srv, nil)
+	settings := make(chan error, 1)
+	go func() { settings <- wfr.WriteSettings() }()
+	rfr := http2.NewFramer(nil, srv)
+	for headers, ack := false, false; !headers || !ack; {
+		f, err := rfr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			headers = true
+		case *http2.SettingsFrame:
+			ack = ack || f.IsAck()
+		}
+	}
+	cancel()
+	select {
+	case <-handled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler did not return")
+	}
+	time.Sleep(50 * time.Millisecond) // net/http finishes the stream's writer
+
+	if err := <-settings; err != nil {
+		t.Fatal(err)
+	}
+	var enc bytes.Buffer
+	he := hpack.NewEncoder(&enc)
+	he.WriteField(hpack.HeaderField{Name: ":status", Value: "103"})
+	he.WriteField(hpack.HeaderField{Name: "link", Value: "</a.css>; rel=preload"})
+	if err := wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: enc.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-late:
+		if code != 103 {
+			t.Errorf("late informational response %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the late 103 was not delivered to the trace")
 	}
 }

@@ -43,22 +43,8 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		up = p.original
 	}
 	out := outgoingRequest(r)
-	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
-		// Pass informational responses on (not 100 Continue: the server answers the
-		// client's Expect itself, and the upstream never sees it).
-		Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
-			if code == http.StatusContinue {
-				return nil
-			}
-			h := w.Header()
-			for k, vv := range header {
-				h[k] = vv
-			}
-			w.WriteHeader(code)
-			clear(h)
-			return nil
-		},
-	})
+	info := &informational{w: w}
+	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{Got1xxResponse: info.forward})
 	res, err := p.roundTrip(up, out.WithContext(ctx))
 	if err != nil && up != p.original && errors.Is(err, ErrUseOriginal) {
 		// The session is gone and nothing of the request was sent: the original server
@@ -67,6 +53,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		up = p.original
 		res, err = p.roundTrip(up, out.WithContext(ctx))
 	}
+	info.stop() // before w is written to, or ServeHTTP returns
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client reset the stream or went away
@@ -135,6 +122,43 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h[http.TrailerPrefix+k] = vv
 		}
 	}
+}
+
+// informational passes an upstream's 1xx responses on to the client. The
+// transport calls forward on its read loop, which may still deliver one
+// after the client reset the stream and ServeHTTP returned: w must not be
+// touched then (net/http panics, on a goroutine without recover).
+type informational struct {
+	w    http.ResponseWriter
+	mu   sync.Mutex
+	done bool
+}
+
+func (in *informational) forward(code int, header textproto.MIMEHeader) error {
+	// Not 100 Continue: the server answers the client's Expect itself, and
+	// the upstream never sees it.
+	if code == http.StatusContinue {
+		return nil
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.done {
+		return nil
+	}
+	h := in.w.Header()
+	for k, vv := range header {
+		h[k] = vv
+	}
+	in.w.WriteHeader(code)
+	clear(h)
+	return nil
+}
+
+// stop drops the 1xx responses that arrive after it.
+func (in *informational) stop() {
+	in.mu.Lock()
+	in.done = true
+	in.mu.Unlock()
 }
 
 func (p *proxy) roundTrip(up Upstream, out *http.Request) (*http.Response, error) {

@@ -37,12 +37,25 @@ const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // methods are 17 bytes ("UPDATEREDIRECTREF").
 const maxMethod = 24
 
-// Detect classifies the first bytes a client sent. A method token
-// followed by a space is taken for HTTP/1; ReadRequest then decides
-// whether it really is. Empty lines before the request line are skipped,
-// as ReadRequest does.
+// MaxPeek bounds what Detect needs to see (bufio's default size, so that a
+// default Reader can peek it). A request line still unfinished at this
+// length but well-formed so far (a method, a space, a target) is taken for
+// HTTP/1, as a long URL: ReadRequest then serves it, or refuses it with 431
+// past Limits.MaxHeaderBytes.
+const MaxPeek = 4096
+
+// Detect classifies the first bytes a client sent. HTTP/1 is a complete
+// request line as ReadRequest accepts it: method SP target SP
+// "HTTP/1." DIGIT CRLF, after at most as many empty lines as ReadRequest
+// skips. Less is not enough: memcached ("get k"), Redis ("SET a b"), SSH
+// banners and IRC send lines of words too, and must pass through rather
+// than get a 400.
 func Detect(peek []byte) Kind {
-	for len(peek) >= 2 && peek[0] == '\r' && peek[1] == '\n' {
+	full := len(peek) >= MaxPeek
+	for range maxEmptyLines {
+		if len(peek) < 2 || peek[0] != '\r' || peek[1] != '\n' {
+			break
+		}
 		peek = peek[2:]
 	}
 	if len(peek) == 0 || (len(peek) == 1 && peek[0] == '\r') {
@@ -54,13 +67,49 @@ func Detect(peek []byte) Kind {
 	if bytes.HasPrefix([]byte(Preface), peek) {
 		return NeedMore
 	}
-	for i, c := range peek {
+	k := requestLine(peek)
+	if k == NeedMore && full {
+		return HTTP1 // a long target (the method is bounded far below MaxPeek)
+	}
+	return k
+}
+
+// requestLine tells whether b starts with a request line (HTTP1), may
+// still (NeedMore), or can't (Other).
+func requestLine(b []byte) Kind {
+	i := 0
+	for i < len(b) && isTchar(b[i]) {
+		i++
+	}
+	switch {
+	case i > maxMethod:
+		return Other
+	case i == len(b):
+		return NeedMore
+	case i == 0 || b[i] != ' ':
+		return Other
+	}
+	i++
+	start := i
+	// The bytes ReadRequest allows in a target: no controls, spaces or DEL.
+	for i < len(b) && b[i] > ' ' && b[i] != 0x7f {
+		i++
+	}
+	switch {
+	case i == len(b):
+		return NeedMore
+	case i == start || b[i] != ' ':
+		return Other
+	}
+	const version = "HTTP/1.#\r\n" // # a digit
+	rest := b[i+1:]
+	for j := 0; j < len(version); j++ {
 		switch {
-		case c == ' ' && i > 0:
-			return HTTP1
-		case !isTchar(c) || i == maxMethod:
+		case j == len(rest):
+			return NeedMore
+		case version[j] == '#' && !isDigit(rest[j]), version[j] != '#' && rest[j] != version[j]:
 			return Other
 		}
 	}
-	return NeedMore
+	return HTTP1
 }

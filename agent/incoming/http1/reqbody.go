@@ -3,17 +3,28 @@ package http1
 import (
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/doppel-dev/doppel/internal/netpipe"
 )
+
+// bodyTimeout bounds each wait for more of a request body, as nginx's
+// client_body_timeout does: a client that stalls mid-body would hold the
+// copy and the upstream connection forever. A variable for tests.
+var bodyTimeout = time.Minute
 
 // requestBody is a request body being copied from the client to an
 // upstream while the response is read: a client that sent Expect:
 // 100-continue waits for the 100 before sending it, and a server may
 // answer before it has read it all.
 type requestBody struct {
-	done chan struct{}
+	done   chan struct{}
+	client net.Conn
+	up     net.Conn
+	// mu orders stop's wake-up deadlines after the copy's own.
+	mu      sync.Mutex
+	stopped bool
 	// err is what ended the copy early, set before done closes.
 	err error
 	// clientFailed: err came from the client (a refused chunked body, a
@@ -23,7 +34,7 @@ type requestBody struct {
 }
 
 func (s *server) sendBody(req *Request, u *upstreamConn) *requestBody {
-	b := &requestBody{done: make(chan struct{})}
+	b := &requestBody{done: make(chan struct{}), client: s.client, up: u.conn}
 	if req.Framing == NoBody {
 		close(b.done)
 		return b
@@ -32,10 +43,17 @@ func (s *server) sendBody(req *Request, u *upstreamConn) *requestBody {
 	go func() {
 		defer s.bodies.Done()
 		defer close(b.done)
-		w := &recordWriter{w: u.conn}
+		// Each read from the client gets bodyTimeout: the deadline moves
+		// on after every piece forwarded.
+		b.setDeadline(time.Now().Add(bodyTimeout))
+		w := &recordWriter{w: u.conn, wrote: func() { b.setDeadline(time.Now().Add(bodyTimeout)) }}
 		_, err := CopyBody(w, s.br, req.Framing, req.ContentLength, s.lim)
+		b.setDeadline(time.Time{}) // a tunnel may follow
 		if err != nil {
-			b.err, b.clientFailed = err, w.err == nil
+			b.mu.Lock()
+			woken := b.stopped && netpipe.IsTimeout(err) // stop's doing, not the client's
+			b.mu.Unlock()
+			b.err, b.clientFailed = err, w.err == nil && !woken
 			if b.clientFailed {
 				// The upstream would wait for the rest forever; closing it
 				// wakes the response read too.
@@ -44,6 +62,16 @@ func (s *server) sendBody(req *Request, u *upstreamConn) *requestBody {
 		}
 	}()
 	return b
+}
+
+// setDeadline sets the client's read deadline for the copy, unless stop
+// has set its own.
+func (b *requestBody) setDeadline(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.stopped {
+		b.client.SetReadDeadline(t)
+	}
 }
 
 func (b *requestBody) wait() { <-b.done }
@@ -57,19 +85,20 @@ func (b *requestBody) isDone() bool {
 	}
 }
 
-// stop wakes a copy blocked on the client and waits for it to end. The
-// client's remaining body bytes are left unread.
+// stop wakes a copy blocked on the client, or on an upstream that no
+// longer reads (every caller drops that upstream connection after), and
+// waits for it to end. The client's remaining body bytes are left unread.
 func (b *requestBody) stop(client net.Conn) {
 	if b.isDone() {
 		return
 	}
+	b.mu.Lock()
+	b.stopped = true
 	client.SetReadDeadline(aLongTimeAgo)
+	b.up.SetWriteDeadline(aLongTimeAgo)
+	b.mu.Unlock()
 	<-b.done
 	client.SetReadDeadline(time.Time{})
-	if netpipe.IsTimeout(b.err) {
-		// Our own wake-up, not the client's doing.
-		b.clientFailed = false
-	}
 }
 
 // finish waits for the rest of the body once the response is complete,
@@ -100,16 +129,20 @@ func (b *requestBody) finish(client net.Conn, idle time.Duration, closing, unsur
 	return b.err == nil
 }
 
-// recordWriter remembers the error of a failed write.
+// recordWriter remembers the error of a failed write, and calls wrote
+// after each write that succeeded.
 type recordWriter struct {
-	w   io.Writer
-	err error
+	w     io.Writer
+	err   error
+	wrote func()
 }
 
 func (r *recordWriter) Write(p []byte) (int, error) {
 	n, err := r.w.Write(p)
 	if err != nil {
 		r.err = err
+	} else {
+		r.wrote()
 	}
 	return n, err
 }

@@ -52,6 +52,7 @@ const maxEmptyLines = 8
 //     method that is not a token, a target with controls, spaces or DEL,
 //     a target form that does not fit the method (400); raw UTF-8 in a
 //     target is allowed, as servers do;
+//   - a method longer than 24 bytes (501);
 //   - a version other than HTTP/1.0 and HTTP/1.1 (505; 400 if malformed);
 //   - obs-fold, whitespace before a colon, invalid names, controls in
 //     values (400);
@@ -120,6 +121,11 @@ func parseRequest(raw []byte, lineEnd int, fields []field) (*Request, error) {
 	}
 	if !isToken(method) {
 		return nil, errorf(statusBadRequest, "invalid method %q", method)
+	}
+	if len(method) > maxMethod {
+		// Detect takes no longer method for HTTP: a connection it passed
+		// through must not be one the parser would have served.
+		return nil, errorf(statusNotImplemented, "method of %d bytes", len(method))
 	}
 	if err := checkProto(proto); err != nil {
 		return nil, err

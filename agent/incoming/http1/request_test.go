@@ -125,6 +125,7 @@ func TestReadRequestRefusals(t *testing.T) {
 		{"version 1.2", "GET / HTTP/1.2\r\n" + host + "\r\n", 505},
 		{"version 2.0", "GET / HTTP/2.0\r\n" + host + "\r\n", 505},
 		{"version 0.9", "GET / HTTP/0.9\r\n" + host + "\r\n", 505},
+		{"method of 25 bytes", strings.Repeat("M", 25) + " / HTTP/1.1\r\n" + host + "\r\n", 501},
 		{"bad method", "G(T / HTTP/1.1\r\n" + host + "\r\n", 400},
 		{"NUL in target", "GET /a\x00b HTTP/1.1\r\n" + host + "\r\n", 400},
 		{"DEL in target", "GET /a\x7f HTTP/1.1\r\n" + host + "\r\n", 400},

@@ -37,7 +37,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // says ErrUseOriginal. A request the agent
 // refuses gets its status (see ReadRequest), one whose upstream cannot be
 // dialed or answers with a broken response gets a 502 if nothing of the
-// response was sent yet, and the connection closes. Serve closes client
+// response was sent yet, and the connection closes; so does one whose
+// body stalls for bodyTimeout (a 408 if nothing was sent). Serve closes client
 // before it returns; it returns nil when the client ended the connection
 // between requests or stayed idle past lim.IdleTimeout, and ctx ends it.
 //
@@ -255,6 +256,12 @@ func (s *server) roundTrip(req *Request, u *upstreamConn, first bool) (keep, ret
 			// The client's chunked body was refused: that is the failure.
 			if !wrote {
 				refuse(s.client, e.Status)
+			}
+			return false, false, fmt.Errorf("request body: %w", body.err)
+		case body.clientFailed && netpipe.IsTimeout(body.err):
+			// The client stalled mid-body for bodyTimeout.
+			if !wrote {
+				refuse(s.client, statusRequestTimeout)
 			}
 			return false, false, fmt.Errorf("request body: %w", body.err)
 		case body.clientFailed:

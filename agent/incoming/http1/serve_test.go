@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -530,6 +531,98 @@ func TestServeEarlyResponse(t *testing.T) {
 	}
 }
 
+// TestServeEarlyResponseUnread: a server that answers before reading the
+// body, then neither reads nor closes, while the client goes on sending:
+// the client gets the answer, and the agent lets go of both connections
+// once it stops waiting for the body (IdleTimeout) rather than stay
+// blocked writing to the server.
+func TestServeEarlyResponseUnread(t *testing.T) {
+	release := make(chan struct{})
+	orig, _ := rawServer(t, func(n int, conn net.Conn, br *bufio.Reader) {
+		readHead(br)
+		io.WriteString(conn, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+		<-release
+	})
+	t.Cleanup(func() { close(release) })
+	addr, errs := serveAll(t, func(*Request) Upstream { return nil }, orig, Limits{IdleTimeout: 300 * time.Millisecond})
+	c := dialClient(t, addr)
+	c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1099511627776\r\n\r\n")
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := c.conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	if resp, _, _ := c.response("POST"); resp.StatusCode != 413 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve still blocked on a server that stopped reading the body")
+	}
+}
+
+// TestServeSlowBody: each wait for more of a request body is bounded by
+// bodyTimeout; a client that stalls gets a 408, and both connections
+// close. A slow body that keeps coming is not cut off.
+func TestServeSlowBody(t *testing.T) {
+	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
+	bodyTimeout = 300 * time.Millisecond
+	upClosed := make(chan struct{})
+	orig, origRec := rawServer(t, func(n int, conn net.Conn, br *bufio.Reader) {
+		readHead(br)
+		if n == 0 {
+			b := make([]byte, 5)
+			io.ReadFull(br, b)
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n%s", b)
+			return
+		}
+		io.Copy(io.Discard, br)
+		close(upClosed)
+	})
+	addr, errs := serveAll(t, func(*Request) Upstream { return nil }, orig, Limits{})
+
+	c := dialClient(t, addr)
+	c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n")
+	for _, b := range "slow!" {
+		time.Sleep(100 * time.Millisecond)
+		c.send(string(b))
+	}
+	if _, body, _ := c.response("POST"); body != "slow!" {
+		t.Fatalf("slow body: %q", body)
+	}
+	c.conn.Close()
+
+	c = dialClient(t, addr)
+	c.conn.SetDeadline(time.Now().Add(3 * time.Second))
+	c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 999999999999\r\n\r\nabc")
+	if resp, _, _ := c.response("POST"); resp.StatusCode != 408 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if rest := c.rest(); rest != "" {
+		t.Fatalf("after the 408: %q", rest)
+	}
+	select {
+	case <-upClosed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the server's connection is still open")
+	}
+	for range 2 {
+		if err := <-errs; err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("Serve: %v", err)
+		}
+	}
+	if got := origRec.received(); len(got) != 2 || !strings.HasSuffix(got[1], "\r\n\r\nabc") {
+		t.Errorf("the server got %q", got)
+	}
+}
+
 // TestServeBadResponse: a response the agent can't frame safely is a 502.
 func TestServeBadResponse(t *testing.T) {
 	orig, _ := rawServer(t, func(n int, conn net.Conn, br *bufio.Reader) {
@@ -587,7 +680,7 @@ func TestServePeeked(t *testing.T) {
 			return
 		}
 		br := bufio.NewReader(conn)
-		peek, _ := br.Peek(6)
+		peek, _ := br.Peek(len("PATCH /p HTTP/1.1\r\n"))
 		if k := Detect(peek); k != HTTP1 {
 			conn.Close()
 			done <- fmt.Errorf("Detect(%q) = %v", peek, k)
