@@ -250,7 +250,7 @@ func (c *Client) startAgent(ctx context.Context, opts AgentOptions, step func(st
 			return nil, err
 		}
 		switch {
-		case jobEnding(existing, pods, avoid):
+		case jobEnding(existing, pods, avoid), jobStuck(existing, pods, time.Now()):
 			step("waiting for the previous agent to end")
 			if err := c.removeJob(ctx, existing); err != nil {
 				return nil, err

@@ -136,6 +136,33 @@ func jobEnding(job *batchv1.Job, pods []corev1.Pod, avoid string) bool {
 	return true
 }
 
+// jobStuck: the Job's agent never ran although its start is long over
+// (the session starting it gave up or was killed while its image could
+// not be pulled, say). The agent's own timeouts can't end it; a session
+// that finds it replaces it.
+func jobStuck(job *batchv1.Job, pods []corev1.Pod, now time.Time) bool {
+	limit := 10 * time.Minute
+	if ctrs := job.Spec.Template.Spec.Containers; len(ctrs) > 0 {
+		args := ctrs[0].Args
+		for i := 0; i+1 < len(args); i++ {
+			if d, err := time.ParseDuration(args[i+1]); args[i] == "--startup-timeout" && err == nil {
+				limit = d + time.Minute
+			}
+		}
+	}
+	if now.Sub(job.CreationTimestamp.Time) < limit {
+		return false
+	}
+	for i := range pods {
+		for _, cs := range pods[i].Status.ContainerStatuses {
+			if cs.State.Running != nil || cs.State.Terminated != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // removeJob deletes an ended agent Job (only that one: a precondition on
 // its UID) and waits until it is gone, so that its name can be used again.
 // Without the right to delete Jobs it waits for the Job's TTL instead.

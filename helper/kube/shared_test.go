@@ -248,3 +248,25 @@ func TestJobPodSelector(t *testing.T) {
 		t.Errorf("without a selector: %q", sel)
 	}
 }
+
+// An agent Job whose pod never ran, long after its start gave up, is
+// replaced by the next session rather than waited for.
+func TestJobStuck(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(now.Add(-3 * time.Minute))},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Args: []string{"serve", "--startup-timeout", "1m0s"}}}}}}}
+	pending := corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{
+		{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}}}
+	running := corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{
+		{State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}
+	if !jobStuck(job, []corev1.Pod{pending}, now) || !jobStuck(job, nil, now) {
+		t.Error("3 min after a 1 min start, a pod that never ran is not taken for stuck")
+	}
+	if jobStuck(job, []corev1.Pod{running}, now) {
+		t.Error("a running agent taken for stuck")
+	}
+	if jobStuck(job, []corev1.Pod{pending}, now.Add(-2*time.Minute)) {
+		t.Error("a start still within its timeout taken for stuck")
+	}
+}
