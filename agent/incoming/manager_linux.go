@@ -306,8 +306,31 @@ func (m *Manager) accept(ln net.Listener, own uint16) {
 			c.Close()
 			continue
 		}
+		boundUnacked(c)
 		go m.router.serve(m.ctx, c, dst)
 	}
+}
+
+// clientUserTimeout ends a redirected connection whose client has left
+// what the agent sent unacknowledged this long (gone, or a zero window
+// that never opens): the kernel's own bound is 15 min for the first and
+// none for the second, and the connection holds a goroutine and the
+// server's or the session's side meanwhile. A variable for tests.
+var clientUserTimeout = 2 * time.Minute
+
+// boundUnacked sets TCP_USER_TIMEOUT on a client's connection.
+func boundUnacked(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	raw.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(clientUserTimeout/time.Millisecond))
+	})
 }
 
 // Close removes the redirect and ends every connection in progress.

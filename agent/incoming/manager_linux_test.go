@@ -2,6 +2,7 @@ package incoming
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/doppel-dev/doppel/agent/incoming/h2"
 	"github.com/doppel-dev/doppel/protocol"
@@ -166,4 +169,44 @@ func TestFailedSubscribeKeepsWhatItReplaced(t *testing.T) {
 	if subs := m.table.ports[80]; len(subs) != 2 || subs[0].sess.SessionID() != "a" {
 		t.Errorf("after the undo: %d subscriptions, want a's steal first and b's mirror", len(subs))
 	}
+}
+
+// A client that stops reading (its window stays shut) or vanishes does not
+// hold its connection forever: writes to it fail after clientUserTimeout.
+func TestClientThatStopsReadingIsDropped(t *testing.T) {
+	old := clientUserTimeout
+	clientUserTimeout = time.Second
+	t.Cleanup(func() { clientUserTimeout = old })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var d net.Dialer
+	d.Control = func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+	}
+	client, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close() // never read: its window closes
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	boundUnacked(c)
+	start := time.Now()
+	c.SetWriteDeadline(start.Add(30 * time.Second))
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err = c.Write(buf); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("writing to a client that stopped reading: %v after %s, want ETIMEDOUT", err, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("dropped %s after the first write", time.Since(start).Round(time.Millisecond))
 }
