@@ -207,8 +207,9 @@ func (t *table) match(port uint16, req httpfilter.Request) *sub {
 	t.mu.Lock()
 	subs := t.ports[port] // add and remove replace it, never change it
 	t.mu.Unlock()
+	m := httpfilter.NewMatcher(req)
 	for _, s := range subs {
-		if s.filteredSteal() && s.filter.Match(req) {
+		if s.filteredSteal() && m.Match(s.filter) {
 			return s
 		}
 	}

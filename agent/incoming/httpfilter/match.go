@@ -20,9 +20,20 @@ type Request struct {
 // this call count as no match without running: a hostile request then
 // costs one timeout, not one per header line and pattern.
 func (f *Filter) Match(r Request) bool {
-	m := matcher{req: &r}
-	return m.match(f)
+	return NewMatcher(r).Match(f)
 }
+
+// Matcher tests one request against several filters (the sessions of a
+// port) with one time budget: once a test runs out of time, every test
+// left for the request counts as no match, so that a hostile request costs
+// one timeout however many sessions filter the port.
+type Matcher struct{ m matcher }
+
+// NewMatcher starts the tests of one request.
+func NewMatcher(r Request) *Matcher { return &Matcher{matcher{req: &r}} }
+
+// Match reports whether the request matches f.
+func (m *Matcher) Match(f *Filter) bool { return m.m.match(f) }
 
 type matcher struct {
 	req      *Request

@@ -81,3 +81,28 @@ func TestMatchTimeout(t *testing.T) {
 		t.Fatal("a benign request no longer matches after a timeout")
 	}
 }
+
+// One hostile request tested against many sessions' filters costs about
+// one timeout, not one per filter.
+func TestMatcherBudgetSpansFilters(t *testing.T) {
+	var filters []*Filter
+	for range 20 {
+		f, err := Compile(Rule{Header: `^x-a: (a+)+$`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		filters = append(filters, f)
+	}
+	req := Request{Method: "GET", Path: "/", Header: [][2]string{{"X-A", strings.Repeat("a", 40) + "!"}}}
+	start := time.Now()
+	m := NewMatcher(req)
+	for _, f := range filters {
+		if m.Match(f) {
+			t.Fatal("a request whose test timed out matched")
+		}
+	}
+	// 20 filters each timing out would take 1 s at least.
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("20 filters took %v", d)
+	}
+}
