@@ -3,6 +3,7 @@
 package redirect
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,19 +124,32 @@ func NewIptables(ns Netns, listenPort uint16, mark uint32, name string) (Redirec
 }
 
 // run runs an iptables binary with -w 5 and args, in the pod's namespace.
+// Only the start is on the namespace thread (the child, forked from it,
+// starts in the pod's network namespace): waiting there for iptables'
+// lock would hold up every dial and DNS query of the pod meanwhile.
 func (r *iptRedirector) run(bin string, args ...string) error {
-	return r.ns.InNetns(func() error {
-		// The child is forked from this thread, so it starts in the pod's
-		// network namespace.
-		return runIptables(bin, args...)
-	})
+	cmd, out := iptablesCommand(bin, args...)
+	if err := r.ns.InNetns(cmd.Start); err != nil {
+		return fmt.Errorf("redirect: %s: %w", bin, err)
+	}
+	return iptablesResult(cmd, out, cmd.Wait())
 }
 
 func runIptables(bin string, args ...string) error {
-	args = append([]string{"-w", "5"}, args...)
-	out, err := exec.Command(bin, args...).CombinedOutput()
+	cmd, out := iptablesCommand(bin, args...)
+	return iptablesResult(cmd, out, cmd.Run())
+}
+
+func iptablesCommand(bin string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	var out bytes.Buffer
+	cmd := exec.Command(bin, append([]string{"-w", "5"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	return cmd, &out
+}
+
+func iptablesResult(cmd *exec.Cmd, out *bytes.Buffer, err error) error {
 	if err != nil {
-		return fmt.Errorf("redirect: %s %s: %v: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("redirect: %s: %v: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
