@@ -62,46 +62,87 @@ func (f *remoteFiles) open(ctx context.Context, path string) (*os.File, syscall.
 	if info.Mode&protocol.ModeTypeMask == protocol.ModeDir {
 		return f.openDir(ctx, path)
 	}
+	if info.Size > maxRemoteFile {
+		return nil, syscall.EFBIG
+	}
 	rc, _, err := f.remote.Open(ctx, path)
 	if err != nil {
 		return nil, errnoOf(err, syscall.EIO)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(rc)
+	rw, rewritten := f.rewrite[path]
+	if !rewritten {
+		// Straight into the memfd: the file is held once, not also in
+		// this process's heap.
+		return memFileFrom(filepath.Base(path), io.LimitReader(rc, maxRemoteFile+1))
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, maxRemoteFile+1))
 	if err != nil {
 		return nil, errnoOf(err, syscall.EIO)
 	}
-	if rw, ok := f.rewrite[path]; ok {
-		data = rw(data)
-	}
-	file, err := memFile(filepath.Base(path), data)
+	file, err := memFile(filepath.Base(path), rw(data))
 	if err != nil {
 		return nil, syscall.EIO
 	}
 	return file, 0
 }
 
-// memFile returns a read-only, sealed memfd holding data, positioned at 0.
-func memFile(name string, data []byte) (*os.File, error) {
+// maxRemoteFile bounds a pod's file the local process opens: it is held in
+// memory (a memfd) while open. A variable for tests.
+var maxRemoteFile int64 = 1 << 30
+
+// memFileFrom is memFile with what r yields; EFBIG past maxRemoteFile.
+func memFileFrom(name string, r io.Reader) (*os.File, syscall.Errno) {
+	file, err := newMemFile(name)
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	n, err := io.Copy(file, r)
+	switch {
+	case err != nil:
+		file.Close()
+		return nil, errnoOf(err, syscall.EIO)
+	case n > maxRemoteFile:
+		file.Close()
+		return nil, syscall.EFBIG
+	}
+	ro, err := sealMemFile(file)
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	return ro, 0
+}
+
+func newMemFile(name string) (*os.File, error) {
 	fd, err := unix.MemfdCreate("doppel:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, err
 	}
-	file := os.NewFile(uintptr(fd), name)
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// memFile returns a read-only, sealed memfd holding data, positioned at 0.
+func memFile(name string, data []byte) (*os.File, error) {
+	file, err := newMemFile(name)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := file.Write(data); err != nil {
 		file.Close()
 		return nil, err
 	}
-	if _, err := file.Seek(0, io.SeekStart); err != nil {
-		file.Close()
-		return nil, err
-	}
+	return sealMemFile(file)
+}
+
+// sealMemFile seals a memfd written in full and returns it read-only at
+// offset 0; file is closed.
+func sealMemFile(file *os.File) (*os.File, error) {
+	defer file.Close()
 	// Sealed: the process cannot grow or write what it takes for the pod's file.
 	unix.FcntlInt(file.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE)
-	// Reopen read-only through /proc so the fd the process gets has O_RDONLY.
-	ro, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", file.Fd()))
-	file.Close()
-	return ro, err
+	// Reopen read-only through /proc so the fd the process gets has O_RDONLY
+	// (and its own offset, at 0).
+	return os.Open(fmt.Sprintf("/proc/self/fd/%d", file.Fd()))
 }
 
 func (f *remoteFiles) openDir(ctx context.Context, path string) (*os.File, syscall.Errno) {

@@ -88,3 +88,28 @@ func TestResolvConfRewriteKeepsStatAndContentInAgreement(t *testing.T) {
 		t.Fatalf("resolv.conf served as %q", data)
 	}
 }
+
+// A pod's file over the limit is EFBIG, not a helper out of memory; one at
+// the limit is served whole.
+func TestRemoteFileLimit(t *testing.T) {
+	old := maxRemoteFile
+	maxRemoteFile = 8
+	t.Cleanup(func() { maxRemoteFile = old })
+	f := newRemoteFiles(testPod(), t.TempDir())
+	if _, errno := f.open(context.Background(), "/etc/config/nested/key"); errno != 0 {
+		t.Fatalf("a small file: %v", errno)
+	}
+	maxRemoteFile = 7
+	file, errno := f.open(context.Background(), "/etc/config/db.host") // 8 bytes
+	if errno != syscall.EFBIG {
+		t.Fatalf("a file over the limit: errno %v, want EFBIG", errno)
+	}
+	maxRemoteFile = 8
+	if file, errno = f.open(context.Background(), "/etc/config/db.host"); errno != 0 {
+		t.Fatalf("a file at the limit: %v", errno)
+	}
+	defer file.Close()
+	if data, _ := io.ReadAll(file); string(data) != "postgres" {
+		t.Errorf("content %q", data)
+	}
+}
