@@ -1049,3 +1049,45 @@ func TestSlowRequestsDontBlockPing(t *testing.T) {
 		t.Errorf("the queued request took %s to fail", took)
 	}
 }
+
+// stuckFilePod's files are read with a read that does not return, as on a
+// hung NFS mount: closing the file does not wake it.
+type stuckFilePod struct {
+	*fakePod
+	release chan struct{}
+}
+
+type stuckReader struct{ release chan struct{} }
+
+func (r stuckReader) Read([]byte) (int, error) { <-r.release; return 0, io.EOF }
+func (r stuckReader) Close() error             { return nil }
+
+func (p stuckFilePod) Open(context.Context, string) (io.ReadCloser, FileInfo, error) {
+	return stuckReader{p.release}, FileInfo{Mode: ModeRegular, Size: 1}, nil
+}
+
+// A stream stuck in a read that never returns does not keep its session
+// attached (nor the agent from ever stopping) after the helper left.
+func TestStuckReadDoesNotHoldTheSession(t *testing.T) {
+	old := stuckGrace
+	stuckGrace = 300 * time.Millisecond
+	t.Cleanup(func() { stuckGrace = old })
+	release := make(chan struct{})
+	a := startAgent(t, func(s *Server) { s.Handler = stuckFilePod{s.Handler.(*fakePod), release} })
+	t.Cleanup(func() { close(release) })
+	c := a.client(t)
+	rc, _, err := c.Open(context.Background(), "/hung/file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.ReadAll(rc)
+	time.Sleep(100 * time.Millisecond) // the agent's copy is in the stuck read
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for a.srv.Sessions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the session is still held 5 s after the helper closed it")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -76,7 +76,12 @@ func (c *serverConn) serve(ctx context.Context) error {
 	for _, ds := range broken {
 		ds.breakOff() // the transport ended: no stream goes on, none ends in order
 	}
-	c.wg.Wait()
+	if !waitAtMost(&c.wg, stuckGrace) {
+		// A read that does not return (a hung NFS or FUSE mount, a file
+		// that blocks): leave it behind rather than keep the session
+		// attached, and the agent from ever stopping, for its sake.
+		c.log.Warn("streams still busy after the transport ended: detaching without them", "waited", stuckGrace)
+	}
 	if errors.Is(err, io.EOF) || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, errSessionClosed) {
 		return nil
 	}
@@ -84,6 +89,25 @@ func (c *serverConn) serve(ctx context.Context) error {
 }
 
 var errSessionClosed = errors.New("session closed by the helper")
+
+// stuckGrace is how long a transport's end waits for its streams and
+// requests to finish (a variable for tests).
+var stuckGrace = 10 * time.Second
+
+// waitAtMost waits for wg, up to d; false if it had to give up.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
 
 func (c *serverConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
 
@@ -117,9 +141,17 @@ func (c *serverConn) serveControl(ctx context.Context) error {
 	queue := make(chan struct{}, 4*c.srv.maxRequests())
 	defer func() {
 		// Wait for requests in flight (their context ends with the
-		// transport, closed by the deferred call below, which runs first).
+		// transport, closed by the deferred call below, which runs first),
+		// but not for one stuck in a call that ignores it (a Stat on a hung
+		// mount).
+		give := time.After(stuckGrace)
 		for range cap(queue) {
-			queue <- struct{}{}
+			select {
+			case queue <- struct{}{}:
+			case <-give:
+				c.log.Warn("requests still busy after the transport ended: detaching without them", "waited", stuckGrace)
+				return
+			}
 		}
 	}()
 	defer c.mux.Close()
