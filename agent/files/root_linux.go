@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,8 +51,20 @@ func (r *Root) open(op, name string, flags uint64) (int, error) {
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	for range resolveRetries {
+		if !haveOpenat2.Load() {
+			fd, err := r.walk(rel, flags)
+			if err != nil {
+				return -1, &fs.PathError{Op: op, Path: name, Err: err}
+			}
+			return fd, nil
+		}
 		fd, err := unix.Openat2(r.fd, rel, &how)
 		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err == unix.ENOSYS || err == unix.EPERM && r.noOpenat2() {
+			// Linux before 5.6, or a seccomp profile without openat2.
+			haveOpenat2.Store(false)
 			continue
 		}
 		if err != nil {
@@ -60,6 +73,123 @@ func (r *Root) open(op, name string, flags uint64) (int, error) {
 		return fd, nil
 	}
 	return -1, &fs.PathError{Op: op, Path: name, Err: unix.EAGAIN}
+}
+
+// haveOpenat2 is false once openat2 turned out missing; resolution then
+// walks the path itself (walk). A variable for tests.
+var haveOpenat2 atomic.Bool
+
+func init() { haveOpenat2.Store(true) }
+
+// noOpenat2 tells an EPERM of a seccomp profile that refuses openat2 from
+// one of the file's own: "." of the root always resolves.
+func (r *Root) noOpenat2() bool {
+	fd, err := unix.Openat2(r.fd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+	if err == nil {
+		unix.Close(fd)
+		return false
+	}
+	return err == unix.EPERM || err == unix.ENOSYS
+}
+
+// isMagicLink: a procfs link that stands for an object rather than a path
+// (/proc/PID/root, cwd, exe, fd/N, ns/*): its text is absolute or names
+// an object ("socket:[123]"). /proc/self and /proc/mounts are plain.
+func isMagicLink(fd int, target string) bool {
+	var fsst unix.Statfs_t
+	if unix.Fstatfs(fd, &fsst) != nil || fsst.Type != unix.PROC_SUPER_MAGIC {
+		return false
+	}
+	return strings.HasPrefix(target, "/") || strings.Contains(target, ":[")
+}
+
+// maxSymlinks is the kernel's bound on symlinks followed in one lookup.
+const maxSymlinks = 40
+
+// walk resolves rel as RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS do, without
+// openat2: one component at a time, never following a symlink in the
+// kernel (O_NOFOLLOW) but reading it and going on from the root (absolute)
+// or from its directory, with ".." never above the root. A magic link is
+// only ever read as text, so it can't lead out. The result is opened as
+// flags ask: O_PATH directly, anything else by reopening the O_PATH
+// descriptor through /proc/self/fd (no second resolution).
+func (r *Root) walk(rel string, flags uint64) (int, error) {
+	root, err := unix.Openat(r.fd, ".", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	dirs := []int{root} // dirs[len-1] is where the walk is
+	defer func() {
+		for _, fd := range dirs {
+			unix.Close(fd)
+		}
+	}()
+	parts := strings.Split(rel, "/")
+	links := 0
+	for len(parts) > 0 {
+		name := parts[0]
+		parts = parts[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			if len(dirs) > 1 {
+				unix.Close(dirs[len(dirs)-1])
+				dirs = dirs[:len(dirs)-1]
+			}
+			continue
+		}
+		last := len(parts) == 0
+		fd, err := unix.Openat(dirs[len(dirs)-1], name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+		if isLink && !(last && flags&unix.O_NOFOLLOW != 0) {
+			links++
+			buf := make([]byte, unix.PathMax)
+			n, err := unix.Readlinkat(fd, "", buf)
+			magic := err == nil && isMagicLink(fd, string(buf[:n]))
+			unix.Close(fd)
+			if err != nil {
+				return -1, err
+			}
+			if links > maxSymlinks || magic {
+				return -1, unix.ELOOP // as RESOLVE_NO_MAGICLINKS
+			}
+			target := string(buf[:n])
+			if strings.HasPrefix(target, "/") {
+				for _, d := range dirs[1:] {
+					unix.Close(d)
+				}
+				dirs = dirs[:1]
+			}
+			parts = append(strings.Split(target, "/"), parts...)
+			continue
+		}
+		if !last && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			unix.Close(fd)
+			return -1, unix.ENOTDIR
+		}
+		dirs = append(dirs, fd)
+	}
+	end := dirs[len(dirs)-1]
+	if flags&unix.O_PATH != 0 {
+		if flags&unix.O_DIRECTORY != 0 {
+			var st unix.Stat_t
+			if err := unix.Fstat(end, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				return -1, unix.ENOTDIR
+			}
+		}
+		dirs = dirs[:len(dirs)-1] // kept: the caller's
+		return end, nil
+	}
+	return unix.Open("/proc/self/fd/"+strconv.Itoa(end), int(flags)|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 }
 
 func fstat(op, name string, fd int) (unix.Stat_t, error) {

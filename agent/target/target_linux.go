@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/doppel-dev/doppel/agent/files"
 )
 
 // Target is a process whose pod the agent acts in.
@@ -165,21 +167,13 @@ func (t *Target) Hostname() (string, error) {
 		})
 		return name, err
 	}
-	fd, err := unix.Openat2(t.root, "etc/hostname", &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if err != nil {
-		return "", &os.PathError{Op: "open", Path: "/etc/hostname", Err: err}
-	}
-	f := os.NewFile(uintptr(fd), "/etc/hostname")
-	defer f.Close()
-	buf := make([]byte, 256)
-	n, err := f.Read(buf)
+	// In the root as every file of the target is (files.Root: openat2,
+	// or its own walk on kernels without it).
+	data, err := files.NewRoot(t.root).ReadFile("/etc/hostname", 256)
 	if err != nil {
 		return "", err
 	}
-	return string(bytes.TrimSpace(buf[:n])), nil
+	return string(bytes.TrimSpace(data)), nil
 }
 
 // hasExited polls the pidfd: readable means the process exited. (The fd
