@@ -1091,3 +1091,38 @@ func TestStuckReadDoesNotHoldTheSession(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// bigDirPod lists a directory of many long names that JSON escapes,
+// counting its reads.
+type bigDirPod struct {
+	*fakePod
+	reads *atomic.Int32
+}
+
+func (p bigDirPod) ReadDir(_ context.Context, dir string) ([]DirEntry, error) {
+	p.reads.Add(1)
+	out := make([]DirEntry, 3000)
+	for i := range out {
+		out[i] = DirEntry{Name: fmt.Sprintf("%05d", i) + strings.Repeat("<", 250), Type: ModeRegular}
+	}
+	return out, nil
+}
+
+// A directory listed in several pages is read once, not once a page, and
+// no page outgrows a message, whatever its names cost in JSON.
+func TestReadDirPagesReadOnce(t *testing.T) {
+	var reads atomic.Int32
+	a := startAgent(t, func(s *Server) { s.Handler = bigDirPod{s.Handler.(*fakePod), &reads} })
+	c := a.client(t)
+	entries, err := c.ReadDir(context.Background(), "/many")
+	if err != nil || len(entries) != 3000 || entries[2999].Name[:5] != "02999" {
+		t.Fatalf("ReadDir: %d entries, %v", len(entries), err)
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("the directory was read %d times for one listing, want 1", n)
+	}
+	// A new listing reads it anew.
+	if _, err := c.ReadDir(context.Background(), "/many"); err != nil || reads.Load() != 2 {
+		t.Errorf("a second listing: %v, %d reads", err, reads.Load())
+	}
+}

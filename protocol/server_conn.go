@@ -24,9 +24,12 @@ import (
 
 // Per-request and per-stream limits of the agent.
 const (
-	// readDirPage bounds a readdir page so that it stays well below
-	// MaxMessageSize even with 255-byte names.
+	// readDirPage and readDirPageBytes bound a readdir page so that it
+	// stays below MaxMessageSize, also with 255-byte names that JSON
+	// escapes (a name costs at most 6 bytes a byte, plus its fields).
 	readDirPage        = 1024
+	readDirPageBytes   = MaxMessageSize / 2
+	readDirKeep        = 10 * time.Second // how long a listing's later pages reuse it
 	defaultDialTimeout = 30 * time.Second
 	maxDialTimeout     = 5 * time.Minute
 )
@@ -48,6 +51,15 @@ type serverConn struct {
 	early   earlyAborts
 	relays  map[uint32]*tcpRelay // TCP dial streams by yamux id: bulk joins find them here
 	wg      sync.WaitGroup
+
+	// listing is the last directory read in several pages: its later pages
+	// come from it, rather than each reading and sorting it all again.
+	listingMu sync.Mutex
+	listing   struct {
+		path    string
+		entries []DirEntry
+		at      time.Time
+	}
 }
 
 // serve runs the control loop and the data-stream accept loop until the
@@ -292,11 +304,7 @@ func (c *serverConn) dispatch(ctx context.Context, req *Request) (any, error) {
 		if args.Offset < 0 {
 			return nil, badRequest("negative offset")
 		}
-		entries, err := h.ReadDir(ctx, args.Path)
-		if err != nil {
-			return nil, err
-		}
-		return readDirPageOf(entries, args.Offset), nil
+		return c.readDir(ctx, h, args)
 	case OpSubscribe, OpUnsubscribe, OpPause:
 		return c.dispatchIncoming(ctx, req)
 	case OpFreeze, OpUnfreeze:
@@ -314,14 +322,50 @@ func (c *serverConn) dispatch(ctx context.Context, req *Request) (any, error) {
 }
 
 // readDirPageOf cuts the page at offset out of entries sorted by name.
-func readDirPageOf(entries []DirEntry, offset int) ReadDirResult {
+// readDir serves a page of a listing: the first page reads the directory,
+// later ones (offset > 0) reuse that reading for a while.
+func (c *serverConn) readDir(ctx context.Context, h Handler, args ReadDirArgs) (ReadDirResult, error) {
+	c.listingMu.Lock()
+	l := c.listing
+	c.listingMu.Unlock()
+	entries := l.entries
+	if args.Offset == 0 || l.path != args.Path || time.Since(l.at) > readDirKeep {
+		var err error
+		if entries, err = h.ReadDir(ctx, args.Path); err != nil {
+			return ReadDirResult{}, err
+		}
+		sortEntries(entries)
+	}
+	res := readDirPageOf(entries, args.Offset)
+	c.listingMu.Lock()
+	if res.Next != 0 {
+		c.listing.path, c.listing.entries, c.listing.at = args.Path, entries, time.Now()
+	} else if c.listing.path == args.Path {
+		c.listing.path, c.listing.entries = "", nil // read to the end
+	}
+	c.listingMu.Unlock()
+	return res, nil
+}
+
+func sortEntries(entries []DirEntry) {
 	if !sort.SliceIsSorted(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name }) {
 		sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	}
+}
+
+func readDirPageOf(entries []DirEntry, offset int) ReadDirResult {
+	sortEntries(entries)
 	if offset > len(entries) {
 		offset = len(entries)
 	}
-	end := min(offset+readDirPage, len(entries))
+	end, size := offset, 0
+	for end < len(entries) && end-offset < readDirPage {
+		size += 6*len(entries[end].Name) + 128
+		if size > readDirPageBytes && end > offset {
+			break
+		}
+		end++
+	}
 	res := ReadDirResult{Entries: entries[offset:end]}
 	if res.Entries == nil {
 		res.Entries = []DirEntry{}
