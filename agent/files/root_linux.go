@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,7 +39,10 @@ const resolveRetries = 32
 
 // open resolves name (absolute, in the root) with openat2.
 func (r *Root) open(op, name string, flags uint64) (int, error) {
-	rel := strings.TrimLeft(path.Clean(name), "/")
+	// Not path.Clean: "link/.." is the link target's parent, "file/" is
+	// ENOTDIR, as for the container itself; RESOLVE_IN_ROOT (and walk)
+	// keep ".." in the root.
+	rel := strings.TrimLeft(name, "/")
 	if rel == "" {
 		rel = "."
 	}

@@ -210,3 +210,28 @@ func TestWithoutOpenat2(t *testing.T) {
 		t.Run(name, test)
 	}
 }
+
+// ".." after a symlink is the parent of where the link leads, and a
+// trailing slash needs a directory: as the container itself sees them.
+func TestDotDotIsPhysical(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "etc/conf.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc/hostname"), []byte("pod-1\n"), 0o644)
+	os.Symlink("/etc/conf.d", filepath.Join(dir, "cfg"))
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	r := NewRoot(fd)
+	t.Cleanup(func() { haveOpenat2.Store(true) })
+	for _, openat2 := range []bool{true, false} {
+		haveOpenat2.Store(openat2)
+		if st, err := r.Stat("/cfg/../hostname"); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			t.Errorf("openat2=%v: Stat(/cfg/../hostname) = %v, want /etc/hostname", openat2, err)
+		}
+		if _, err := r.Stat("/etc/hostname/"); !errors.Is(err, unix.ENOTDIR) {
+			t.Errorf("openat2=%v: Stat(/etc/hostname/) = %v, want ENOTDIR", openat2, err)
+		}
+	}
+}
