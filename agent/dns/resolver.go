@@ -159,17 +159,26 @@ func rcode(msg []byte) int      { return int(msg[3] & 0x0f) }
 func truncated(msg []byte) bool { return msg[2]&0x02 != 0 }
 
 // exchangeWith asks one nameserver, retrying over TCP when the UDP answer
-// is truncated.
+// is truncated. Each try has the timeout of its own; a truncated answer
+// whose TCP retry failed is still an answer (TC set: the caller may ask
+// again).
 func (r *Resolver) exchangeWith(ctx context.Context, cfg Config, server string, query []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	if !cfg.UseTCP {
-		answer, err := r.exchangeUDP(ctx, server, query)
-		if err != nil || !truncated(answer) {
-			return answer, err
-		}
+	try := func(exchange func(context.Context, string, []byte) ([]byte, error)) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+		return exchange(ctx, server, query)
 	}
-	return r.exchangeTCP(ctx, server, query)
+	if cfg.UseTCP {
+		return try(r.exchangeTCP)
+	}
+	answer, err := try(r.exchangeUDP)
+	if err != nil || !truncated(answer) {
+		return answer, err
+	}
+	if full, err := try(r.exchangeTCP); err == nil {
+		return full, nil
+	}
+	return answer, nil
 }
 
 func (r *Resolver) exchangeUDP(ctx context.Context, server string, query []byte) ([]byte, error) {

@@ -243,6 +243,21 @@ func TestExchange(t *testing.T) {
 	}
 }
 
+// A truncated answer whose TCP retry fails is returned as it is (TC set),
+// not turned into an error.
+func TestExchangeKeepsTruncatedWhenTCPFails(t *testing.T) {
+	s := startFake(t, podZone)
+	s.tcp.Close() // the server answers UDP only
+	r := resolverFor(t, "", s)
+	ans, err := r.Exchange(ctxFor(t), query(t, "big.test.svc.cluster.local.", dnsmessage.TypeA))
+	if err != nil {
+		t.Fatalf("a truncated answer became %v", err)
+	}
+	if m := unpack(t, ans); !m.Truncated {
+		t.Errorf("answer %+v, want the truncated one", m.Header)
+	}
+}
+
 func TestExchangeUseVC(t *testing.T) {
 	s := startFake(t, podZone)
 	r := resolverFor(t, "use-vc", s)
