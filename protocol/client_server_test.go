@@ -1126,3 +1126,27 @@ func TestReadDirPagesReadOnce(t *testing.T) {
 		t.Errorf("a second listing: %v, %d reads", err, reads.Load())
 	}
 }
+
+// panickyPod's Open panics, as a handler bug would.
+type panickyPod struct{ *fakePod }
+
+func (panickyPod) Open(context.Context, string) (io.ReadCloser, FileInfo, error) {
+	panic("a handler bug")
+}
+
+// A panic in a data stream's handler breaks that stream only: the agent
+// and the session go on.
+func TestStreamPanicBreaksOnlyItsStream(t *testing.T) {
+	a := startAgent(t, func(s *Server) { s.Handler = panickyPod{s.Handler.(*fakePod)} })
+	c := a.client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if rc, _, err := c.Open(ctx, "/etc/hostname"); err == nil {
+		if _, err := io.ReadAll(rc); err == nil {
+			t.Error("a stream whose handler panicked read as complete")
+		}
+	}
+	if _, err := c.Stat(ctx, "/etc/hostname"); err != nil {
+		t.Errorf("the session after a stream's panic: %v", err)
+	}
+}

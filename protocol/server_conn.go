@@ -456,6 +456,14 @@ func (c *serverConn) acceptStreams(ctx context.Context) {
 		go func() {
 			defer c.wg.Done()
 			defer c.unregister(ds)
+			defer func() {
+				// A handler bug breaks this stream and is logged; the
+				// agent and the other sessions go on (as for requests).
+				if v := recover(); v != nil {
+					c.log.Error("internal error in a data stream", "panic", v, "stack", string(debug.Stack()))
+					ds.breakOff()
+				}
+			}()
 			ds.serve(ctx)
 		}()
 	}
