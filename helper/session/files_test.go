@@ -96,16 +96,18 @@ func TestRemoteFileLimit(t *testing.T) {
 	maxRemoteFile = 8
 	t.Cleanup(func() { maxRemoteFile = old })
 	f := newRemoteFiles(testPod(), t.TempDir())
-	if _, errno := f.open(context.Background(), "/etc/config/nested/key"); errno != 0 {
+	small, errno := f.open(context.Background(), "/etc/config/nested/key")
+	if errno != 0 {
 		t.Fatalf("a small file: %v", errno)
 	}
+	small.Close()
 	maxRemoteFile = 7
-	file, errno := f.open(context.Background(), "/etc/config/db.host") // 8 bytes
-	if errno != syscall.EFBIG {
+	if _, errno := f.open(context.Background(), "/etc/config/db.host"); errno != syscall.EFBIG { // 8 bytes
 		t.Fatalf("a file over the limit: errno %v, want EFBIG", errno)
 	}
 	maxRemoteFile = 8
-	if file, errno = f.open(context.Background(), "/etc/config/db.host"); errno != 0 {
+	file, errno := f.open(context.Background(), "/etc/config/db.host")
+	if errno != 0 {
 		t.Fatalf("a file at the limit: %v", errno)
 	}
 	defer file.Close()
