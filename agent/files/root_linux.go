@@ -116,6 +116,9 @@ const maxSymlinks = 40
 // flags ask: O_PATH directly, anything else by reopening the O_PATH
 // descriptor through /proc/self/fd (no second resolution).
 func (r *Root) walk(rel string, flags uint64) (int, error) {
+	if flags&unix.O_CREAT != 0 || flags&unix.O_TMPFILE == unix.O_TMPFILE { // O_TMPFILE holds O_DIRECTORY
+		return -1, unix.EINVAL // lookups only: nothing is created in the pod
+	}
 	root, err := unix.Openat(r.fd, ".", unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
@@ -191,7 +194,9 @@ func (r *Root) walk(rel string, flags uint64) (int, error) {
 		dirs = dirs[:len(dirs)-1] // kept: the caller's
 		return end, nil
 	}
-	return unix.Open("/proc/self/fd/"+strconv.Itoa(end), int(flags)|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	// O_NOFOLLOW is done with (the walk honoured it): on the reopen it
+	// would refuse the /proc/self/fd link itself.
+	return unix.Open("/proc/self/fd/"+strconv.Itoa(end), int(flags&^unix.O_NOFOLLOW)|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 }
 
 func fstat(op, name string, fd int) (unix.Stat_t, error) {

@@ -80,6 +80,9 @@ func (f *remoteFiles) open(ctx context.Context, path string) (*os.File, syscall.
 	if err != nil {
 		return nil, errnoOf(err, syscall.EIO)
 	}
+	if int64(len(data)) > maxRemoteFile { // grown since the stat
+		return nil, syscall.EFBIG
+	}
 	file, err := memFile(filepath.Base(path), rw(data))
 	if err != nil {
 		return nil, syscall.EIO

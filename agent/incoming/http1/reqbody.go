@@ -44,8 +44,12 @@ func (s *server) sendBody(req *Request, u *upstreamConn) *requestBody {
 		defer s.bodies.Done()
 		defer close(b.done)
 		// Each read from the client gets bodyTimeout: the deadline moves
-		// on after every piece forwarded.
-		b.setDeadline(time.Now().Add(bodyTimeout))
+		// on after every piece forwarded. A client that asked for a 100
+		// may wait for it as long as the server takes: its clock starts
+		// with the 100 (started) or its first bytes.
+		if !req.Expect100 {
+			b.setDeadline(time.Now().Add(bodyTimeout))
+		}
 		w := &recordWriter{w: u.conn, wrote: func() { b.setDeadline(time.Now().Add(bodyTimeout)) }}
 		_, err := CopyBody(w, s.br, req.Framing, req.ContentLength, s.lim)
 		b.setDeadline(time.Time{}) // a tunnel may follow
@@ -71,6 +75,13 @@ func (b *requestBody) setDeadline(t time.Time) {
 	defer b.mu.Unlock()
 	if !b.stopped {
 		b.client.SetReadDeadline(t)
+	}
+}
+
+// started starts the body's clock, for a client that waited for a 100.
+func (b *requestBody) started() {
+	if !b.isDone() {
+		b.setDeadline(time.Now().Add(bodyTimeout))
 	}
 }
 

@@ -246,6 +246,9 @@ func (s *server) roundTrip(req *Request, u *upstreamConn, first bool) (keep, ret
 			return false, false, fmt.Errorf("write response: %w", err)
 		}
 		wrote = true
+		if resp.Status == 100 && !sent100 {
+			body.started()
+		}
 		sent100 = sent100 || resp.Status == 100
 	}
 	if err != nil {

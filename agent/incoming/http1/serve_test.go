@@ -623,6 +623,34 @@ func TestServeSlowBody(t *testing.T) {
 	}
 }
 
+// A client that asked for a 100 waits for it as long as the server takes:
+// the body's clock starts with the 100, not with the head.
+func TestServeSlow100Continue(t *testing.T) {
+	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
+	bodyTimeout = 300 * time.Millisecond
+	orig, _ := rawServer(t, func(n int, conn net.Conn, br *bufio.Reader) {
+		readHead(br)
+		time.Sleep(3 * bodyTimeout) // a slow check before the 100
+		io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\n")
+		b := make([]byte, 5)
+		io.ReadFull(br, b)
+		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n%s", b)
+	})
+	addr, _ := serveAll(t, func(*Request) Upstream { return nil }, orig, Limits{})
+	c := dialClient(t, addr)
+	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	c.send("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	line, err := c.br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("waiting for the 100: %q %v", line, err)
+	}
+	c.br.ReadString('\n') // the 100's empty line
+	c.send("hello")
+	if resp, body, _ := c.response("POST"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("after the 100: %d %q", resp.StatusCode, body)
+	}
+}
+
 // TestServeBadResponse: a response the agent can't frame safely is a 502.
 func TestServeBadResponse(t *testing.T) {
 	orig, _ := rawServer(t, func(n int, conn net.Conn, br *bufio.Reader) {
