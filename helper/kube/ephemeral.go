@@ -131,9 +131,10 @@ func (c *Client) waitEphemeral(ctx context.Context, a *Agent, timeout time.Durat
 	pods := c.Clientset.CoreV1().Pods(a.Namespace)
 	for {
 		pod, err := pods.Get(ctx, a.Pod, metav1.GetOptions{})
+		cancelled := startCancelled(ctx)
 		switch {
-		case startCancelled(ctx) != nil:
-			return startCancelled(ctx)
+		case cancelled != nil:
+			return cancelled
 		case ctx.Err() != nil:
 			return errorf(ReasonTimeout, nil, "the agent container %s did not start in pod %s/%s within %s (agent.startup_timeout); `kubectl describe pod %s -n %s` shows why",
 				a.Container, a.Namespace, a.Pod, timeout, a.Pod, a.Namespace)

@@ -48,9 +48,9 @@ func (s *server) sendBody(req *Request, u *upstreamConn) *requestBody {
 		// may wait for it as long as the server takes: its clock starts
 		// with the 100 (started) or its first bytes.
 		if !req.Expect100 {
-			b.setDeadline(time.Now().Add(bodyTimeout))
+			b.extend()
 		}
-		w := &recordWriter{w: u.conn, wrote: func() { b.setDeadline(time.Now().Add(bodyTimeout)) }}
+		w := &recordWriter{w: u.conn, wrote: b.extend}
 		_, err := CopyBody(w, s.br, req.Framing, req.ContentLength, s.lim)
 		b.setDeadline(time.Time{}) // a tunnel may follow
 		if err != nil {
@@ -78,10 +78,13 @@ func (b *requestBody) setDeadline(t time.Time) {
 	}
 }
 
+// extend gives the client bodyTimeout from now for more of the body.
+func (b *requestBody) extend() { b.setDeadline(time.Now().Add(bodyTimeout)) }
+
 // started starts the body's clock, for a client that waited for a 100.
 func (b *requestBody) started() {
 	if !b.isDone() {
-		b.setDeadline(time.Now().Add(bodyTimeout))
+		b.extend()
 	}
 }
 
