@@ -321,7 +321,6 @@ func (c *serverConn) dispatch(ctx context.Context, req *Request) (any, error) {
 		Message: fmt.Sprintf("this agent (protocol %d) has no operation %q", Version, req.Op)}
 }
 
-// readDirPageOf cuts the page at offset out of entries sorted by name.
 // readDir serves a page of a listing: the first page reads the directory,
 // later ones (offset > 0) reuse that reading for a while.
 func (c *serverConn) readDir(ctx context.Context, h Handler, args ReadDirArgs) (ReadDirResult, error) {
@@ -353,8 +352,8 @@ func sortEntries(entries []DirEntry) {
 	}
 }
 
+// readDirPageOf cuts the page at offset out of entries sorted by name.
 func readDirPageOf(entries []DirEntry, offset int) ReadDirResult {
-	sortEntries(entries)
 	if offset > len(entries) {
 		offset = len(entries)
 	}
